@@ -237,9 +237,10 @@ def test_fits_side_by_side_in_worker_processes_equal_the_fits_in_this_process(wi
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        here = deep_baselines.eegnets(train, dev, 2, (0, 1), grid)
+        here = [fit.network() for fit in deep_baselines.chosen_weights(train, dev, 2, (0, 1), grid)]
         with JobPool(Plan(2, 1)) as pool:
-            apart = deep_baselines.eegnets(train, dev, 2, (0, 1), grid, cache=tmp_path / "b", pool=pool)
+            fits = deep_baselines.chosen_weights(train, dev, 2, (0, 1), grid, cache=tmp_path / "b", pool=pool)
+            apart = [fit.network() for fit in fits]
             state = torch.random.get_rng_state()
             args = (train, dev, 2, (0, 1), grid, tmp_path / "c", pool)
             weights = pool.beside(deep_baselines.chosen_weights, *args, name="EEGNet").result()

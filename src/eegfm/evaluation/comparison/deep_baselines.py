@@ -13,8 +13,8 @@ recipe a careful user would pick without a foundation model.
   setting and epoch with the lowest validation loss are kept. Validation windows are only ever
   predicted, under ``torch.no_grad``.
 
-The benchmark fits one network per fine-tuning seed (as many as eegfm's, :func:`eegnets`): the
-first seed with the whole grid, the others with the setting it chose; with a ``core.job_pool`` of
+The benchmark fits one network per fine-tuning seed (as many as eegfm's, :func:`chosen_weights`):
+the first seed with the whole grid, the others with the setting it chose; with a ``core.job_pool`` of
 several workers the settings, then the other seeds, train side by side, each a :class:`Training`
 that a job takes on and hands back. CPU, deterministic for a seed and thread count: the caller's
 random state is left as it was. With ``cache`` (a folder), each seed's chosen network is saved
@@ -228,15 +228,7 @@ def eegnet(
     (JSON-serialisable, for the run's record). ``cache``: a folder to reuse the fit from, or save
     it to (see the module docstring); ``pool``: where the settings train (default: one after
     another, in this process)."""
-    return eegnets(train, validation, n_classes, (seed,), grid, cache, pool)[0]
-
-
-def eegnets(*args: Any, **kwargs: Any) -> list[EEGNetFit]:
-    """One EEGNet per seed (:func:`chosen_weights`' arguments: ``train, validation, n_classes,
-    seeds, grid, cache, pool``): the first seed searches ``grid``, the others train the setting it
-    chose (side by side where ``pool`` has workers), each stopping at its own best validation
-    epoch. As :func:`eegnet` otherwise."""
-    return [fit.network() for fit in chosen_weights(*args, **kwargs)]
+    return chosen_weights(train, validation, n_classes, (seed,), grid, cache, pool)[0].network()
 
 
 def chosen_weights(
@@ -248,9 +240,11 @@ def chosen_weights(
     cache: Path | None = None,
     pool: JobPool | None = None,
 ) -> list[ChosenWeights]:
-    """What :func:`eegnets` fits, each seed's network as its weights: nothing here draws from
-    torch's global random state (the trainings do, in their jobs), so a thread of the command may
-    run it beside other work that does, and :meth:`ChosenWeights.network` builds the networks after."""
+    """One EEGNet per seed, as its weights: the first seed searches ``grid``, the others train the
+    setting it chose (side by side where ``pool`` has workers), each stopping at its own best
+    validation epoch; as :func:`eegnet` otherwise. Nothing here draws from torch's global random
+    state (the trainings do, in their jobs), so a thread of the command may run it beside other
+    work that does; :meth:`ChosenWeights.network` builds each network after."""
     if not len(train) or not len(validation):
         raise ValueError(f"eegnet: {len(train)} training and {len(validation)} validation windows; expected both")
     train_data, val_data = Data.of(train, n_classes), Data.of(validation, n_classes)

@@ -150,8 +150,8 @@ def selected_rows(options: BenchmarkOptions, reports: dict[str, Any]) -> list[st
 
 
 def _beside_workers(pool: JobPool, work) -> None:
-    """``work`` in this process while ``pool``'s workers run: one thread where they hold every core."""
-    with at_most(1 if pool.plan.workers > 1 else pool.plan.threads):
+    """``work`` in this process while ``pool``'s workers run, on one worker's share of threads."""
+    with at_most(pool.plan.threads):
         work()
 
 

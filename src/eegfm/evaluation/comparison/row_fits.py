@@ -86,7 +86,7 @@ class Context:
     def eegnets(self) -> list[deep_baselines.EEGNetFit]:
         """EEGNet fitted once per seed of the run: the first seed searches the grid, the others
         train the setting it chose, each stopping at its own best validation epoch
-        (``deep_baselines.eegnets``; side by side in ``pool``; started by :meth:`start_eegnets`,
+        (``deep_baselines.chosen_weights``; side by side in ``pool``; started by :meth:`start_eegnets`,
         or here). As many candidates as eegfm's network gets (two recipes a seed), at a fraction
         of the grid on every seed, which took a 60-person run's EEGNet past 30 of its 45 minutes."""
         self.start_eegnets()
