@@ -55,10 +55,10 @@ security: $(CHECKOV)  ## checkov over infra/ and .github, offline (.checkov.yaml
 	@BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet
 
 test: lint $(CHECKOV)  ## lint, then the default test suite (slow end-to-end tests excluded; checkov runs in it)
-	@bash scripts/run_tests.sh "$(PY)" -m "not slow" $(PYTEST_ARGS)
+	@bash scripts/run_tests.sh "$(PY)" -m "not slow" -n auto --dist loadscope $(PYTEST_ARGS)
 
 test-all: $(STAMP) $(CHECKOV)  ## every test, slow ones included
-	@bash scripts/run_tests.sh "$(PY)" $(PYTEST_ARGS)
+	@bash scripts/run_tests.sh "$(PY)" -n auto --dist loadscope $(PYTEST_ARGS)
 
 benchmark: $(STAMP)  ## eegfm vs baselines over seeds: eegmat (EEGMAT=its EDF folder) and the simulated corpus
 	$(PY) -m eegfm.evaluation.comparison eegmat --data "$(EEGMAT)" --output "$(BENCH_DIR)/eegmat"

@@ -81,6 +81,7 @@ TF = pinned("tensorflow-cpu")
 DEV = pinned(
     "pytest",
     "pytest-timeout",
+    "pytest-xdist",  # make test: the suite's modules on every allowed core (tests/conftest.py)
     "ruff",
     "kubernetes-validate",
     "moto[s3]",

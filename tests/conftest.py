@@ -23,6 +23,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EEGFM_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+# `make test` runs the suite's modules side by side (pytest-xdist's `-n auto`, `--dist loadscope`:
+# a module and its fixtures stay in one process). Each process builds its own session fixtures and
+# many tests start workers of their own, so a large machine gets a few processes, not one a core.
+MAX_TEST_PROCESSES = 4
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: the cores this process may use (affinity and cgroup quota, as every eegfm
+    command counts them), at most :data:`MAX_TEST_PROCESSES`."""
+    from eegfm.core.machine import Cpus
+
+    return max(1, min(Cpus.here().usable, MAX_TEST_PROCESSES))
+
+
 def free_port() -> int:
     """A TCP port free on localhost now: for a test's process-group rendezvous, or, with nothing
     started on it, a port that refuses connections."""
