@@ -174,10 +174,16 @@ def test_onnx_and_torch_agree_on_a_real_batch_with_spectrograms(onnx_export, sha
 def test_a_head_reading_band_powers_exports_for_the_19_channels_with_the_same_outputs(tmp_path, covariances):
     """The Welch band powers and co-spectra are a convolution and the tangent map matrix products
     (``model.band_powers``, ``model.spd``): the window length stays dynamic, the channel count is
-    fixed at the canonical 19, and a short window still answers."""
-    overrides = dict(head_band_powers=True, head_covariances=covariances, modalities=[])
+    fixed at the canonical 19, and a short window still answers. The covariances are mapped at a
+    reference point (``head_covariance_metric`` riemann: a congruence before the logarithm, the
+    identity's map and more)."""
+    metric = "riemann" if covariances else "logeuclid"
+    overrides = dict(head_band_powers=True, head_covariances=covariances, head_covariance_metric=metric, modalities=[])
     model = make_model("tiny", "binary", seed=4, **overrides)
     torch.nn.init.normal_(model.head.fc_bands.weight, std=0.02)  # fitted: it moves the outputs
+    if covariances:  # a reference's inverse square root: symmetric positive definite, far from the identity
+        rotation, _ = torch.linalg.qr(torch.randn(5, 19, 19, generator=torch.Generator().manual_seed(1)))
+        model.encoder.head_covariance_whitening.copy_((rotation * torch.logspace(-1, 1, 19)) @ rotation.mT)
     runner = OnnxEEGFM(export_onnx(model, tmp_path / "bands.onnx"), threads=1)
     assert runner.n_chans == 19
     for seconds in (5, 1, 12):

@@ -535,14 +535,22 @@ def test_linear_probe_trains_only_the_head(pretrained, hms_data, tmp_path):
     assert run["trainable_parameters"] == head
 
 
-@pytest.mark.parametrize("spectral", [(), ("band_powers",), ("band_powers", "covariances")], ids=str)
+PROBE_INPUTS = [
+    ((), ["logeuclid"]),
+    (("band_powers",), ["logeuclid"]),
+    (("band_powers", "covariances"), ["logeuclid"]),
+    (("band_powers", "covariances"), ["logeuclid", "riemann"]),
+]
+
+
+@pytest.mark.parametrize("spectral,metrics", PROBE_INPUTS, ids=[f"{s}-{'+'.join(m)}" for s, m in PROBE_INPUTS])
 def test_a_probe_head_is_the_logistic_regression_of_the_frozen_embedding_and_is_validated_first(
-    pretrained, hms_data, tmp_path, spectral
+    pretrained, hms_data, tmp_path, spectral, metrics
 ):
     """head_init probe: before any step the head answers what scikit-learn's regression of the
     training windows' embedding (and each channel's band powers, each band's tangent vector in the
-    readout's log-Euclidean coordinates, where the head reads them and CV keeps them) answers, C
-    and the inputs by person-grouped CV, and step 0 is validated."""
+    readout's coordinates under each metric, where the head reads them and CV keeps them) answers,
+    C, the inputs and the metric by person-grouped CV, and step 0 is validated."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -553,14 +561,19 @@ def test_a_probe_head_is_the_logistic_regression_of_the_frozen_embedding_and_is_
     out = tmp_path / "probe"
     flags = ", ".join(f"head_{name}: true" for name in spectral)
     bands = ["--set", f"model_overrides={{modalities: [], {flags}}}"] if spectral else []
+    bands += ["--set", f"probe_covariance_metrics=[{', '.join(metrics)}]"]
     assert _inline(pretrained, hms_data, out, "--mode", "linear", "--set", "head_init=probe", *bands) == 0
     run = json.loads((out / "run.json").read_text())
-    c, inputs = run["probe_head"]["C"], run["probe_head"]["inputs"]
+    c, inputs, metric = (run["probe_head"][key] for key in ("C", "inputs", "covariance_metric"))
     assert c in linear_fit.C_GRID and run["probe_head"]["people"] == len(run["split"]["train"])
     spread = run["probe_head"]["cv_loss"]  # every C's cross-validated loss, the chosen one lowest
     assert len(spread) == len(linear_fit.C_GRID) and min(spread, key=spread.get) == f"{c:g}"
-    by_inputs = run["probe_head"]["cv_loss_by_inputs"]  # with covariances: with and without them
-    assert len(by_inputs) == 1 + ("covariances" in spectral) and min(by_inputs, key=by_inputs.get) == "+".join(inputs)
+    by_inputs = run["probe_head"]["cv_loss_by_inputs"]  # with covariances: under each metric, and without
+    chosen = "+".join(inputs) + (f" ({metric})" if metric else "")
+    assert (
+        len(by_inputs) == 1 + ("covariances" in spectral) * len(metrics) and min(by_inputs, key=by_inputs.get) == chosen
+    )
+    assert (metric is None) == ("covariances" not in inputs)
     lines = _lines(out)
     assert [line["val/metric"] for line in lines if "val/metric" in line and line["step"] == 0]
     assert not [key for line in lines for key in line if key.startswith("train/")]  # linear: the fit is the probe
@@ -578,7 +591,8 @@ def test_a_probe_head_is_the_logistic_regression_of_the_frozen_embedding_and_is_
     assert list(groups) == ["embedding", *spectral]
     width = head_spectral_width(19, "band_powers" in spectral, "covariances" in spectral)
     assert read.shape[1] == model.config.hidden_size + width
-    if "covariances" in groups:  # the probe fits them in the readout's coordinates
+    assert model.config.head_covariance_metric == (metric or "logeuclid")  # saved with the model
+    if metric == "logeuclid":  # the probe fits them in the readout's coordinates; riemann's the graph computes
         tangent = groups["covariances"]
         read[:, tangent] = read[:, tangent] @ log_euclidean_chart(read[:, tangent])
     read = np.concatenate([read[:, groups[name]] for name in inputs], axis=1)
@@ -589,6 +603,30 @@ def test_a_probe_head_is_the_logistic_regression_of_the_frozen_embedding_and_is_
     expected = np.zeros_like(head)
     expected[:, regression.classes_] = regression.predict_proba(scaler.transform(read))
     np.testing.assert_allclose(head, expected, atol=2e-3)
+
+
+def test_the_affine_invariant_coordinates_the_probe_fits_are_what_the_whitened_graph_computes(hms_data):
+    """The probe's riemann coordinates (from the graph's vectors at the identity) and the graph's
+    own vectors once its whitening holds the training windows' Riemannian mean: the same numbers,
+    so the fitted weights read in the graph what they read in the fit."""
+    from pyriemann.geometry.mean import mean_riemann
+
+    from eegfm.evaluation.comparison.windows import load_windows
+    from eegfm.model.band_powers import COVARIANCE_BANDS, head_spectral_features, welch_band_covariances
+    from eegfm.model.spd import shrink
+    from eegfm.training.finetune.probe_head import covariance_coordinates
+
+    windows = load_windows(str(hms_data), FINETUNE_TASKS["hms6"])
+    eeg, mask = torch.as_tensor(windows.eeg[:64]), torch.as_tensor(windows.channel_mask[:64])
+    at_identity = head_spectral_features(eeg, 256.0, mask, powers=False, covariances=True).double().numpy()
+    coordinates = covariance_coordinates(at_identity, "riemann")
+    assert coordinates.whitening.shape == (len(COVARIANCE_BANDS), 19, 19) and coordinates.chart is None
+    whitened = head_spectral_features(eeg, 256.0, mask, False, True, torch.as_tensor(coordinates.whitening).float())
+    np.testing.assert_allclose(whitened.double().numpy(), coordinates.design, atol=2e-3)
+    # the whitening is the mean's inverse square root: the mean maps to the identity
+    shrunk = shrink(welch_band_covariances(eeg.double() * mask[..., None], 256.0)).numpy()
+    mean = mean_riemann(shrunk[:, 1])
+    np.testing.assert_allclose(coordinates.whitening[1] @ mean @ coordinates.whitening[1], np.eye(19), atol=1e-3)
 
 
 def test_adapter_mode_trains_under_5_percent_of_the_parameters(pretrained, hms_data, tmp_path):

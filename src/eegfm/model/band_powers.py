@@ -192,16 +192,23 @@ def head_spectral_width(n_chans: int, powers: bool, covariances: bool, bands=COV
 
 
 def head_spectral_features(
-    signal: torch.Tensor, sfreq: float, channel_mask: torch.Tensor, powers: bool, covariances: bool
+    signal: torch.Tensor,
+    sfreq: float,
+    channel_mask: torch.Tensor,
+    powers: bool,
+    covariances: bool,
+    whitening: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, C, T) -> (B, :func:`head_spectral_width`): what a task head reads beside the embedding
     (``model.heads.TaskHead``): each channel's Welch band powers with ``powers``, then each band's
-    tangent vector with ``covariances``; one set of Welch segments serves both."""
+    tangent vector with ``covariances`` (at the identity, or with ``whitening`` (n_bands, C, C) at
+    each band's reference point: ``model.spd.tangent_vectors``); one set of Welch segments serves both."""
     with float32_region(signal.device):
         parts, masks = _welch_segments(_present(signal, channel_mask), sfreq, COVARIANCE_BANDS)
         found = []
         if powers:
             found.append(_powers(parts, masks, channel_mask).flatten(1))
         if covariances:
-            found.append(tangent_vectors(_covariances(parts, sfreq, COVARIANCE_BANDS)).flatten(1))
+            band_covariances = _covariances(parts, sfreq, COVARIANCE_BANDS)
+            found.append(tangent_vectors(band_covariances, whitening=whitening).flatten(1))
         return torch.cat(found, dim=-1)

@@ -29,6 +29,9 @@ from eegfm.core.config import ConfigError, check_int, check_option, check_range
 MODALITIES: tuple[str, ...] = ("spectrogram", "ecg", "clinical")
 GNN_IMPLS: tuple[str, ...] = ("pyg", "dense", "gather")
 ADAPTER_KINDS: tuple[str, ...] = ("lora", "bottleneck")
+# Where the head's covariances are mapped to a tangent space: at the identity (log-Euclidean) or at
+# a reference point (affine-invariant); pyRiemann's names, as the benchmark's readout uses them.
+HEAD_COVARIANCE_METRICS: tuple[str, ...] = ("logeuclid", "riemann")
 KAGGLE_SPECTROGRAM_BINS = 400  # 4 chains (LL, RL, LP, RP) x 100 frequencies
 # Head name -> TaskHead subclass, filled by ``model.heads.register_head``. It lives here so that the
 # config checks head names and label sets without importing the heads, which import this module.
@@ -81,7 +84,10 @@ class EEGFMConfig(PreTrainedConfig):
     through its own linear layer, zero at first, and with ``head_covariances`` each band's Welch
     co-spectral matrix in the log-Euclidean tangent space (``welch_tangent_features``, what the
     covariance readout reads) through the same layer (the encoder's output then carries them, and
-    an ONNX export fixes the channel count at 19);
+    an ONNX export fixes the channel count at 19); ``head_covariance_metric`` ``"riemann"`` maps
+    each band's matrix at a reference point instead (its congruence by the reference's inverse
+    square root, the encoder's ``head_covariance_whitening`` buffer, before the logarithm: the
+    affine-invariant tangent space; a probe head sets both, ``training.finetune.probe_head``);
     ``adapter_kind`` / ``adapter_rank`` are recorded so ``from_pretrained`` rebuilds the adapters;
     ``temperature`` divides the logits in ``predict`` (fitted on validation; 1.0 = uncalibrated).
     Uncertainty (``model.uncertainty``): ``mc_passes`` fixed dropout masks on the head's pre-logits
@@ -110,6 +116,7 @@ class EEGFMConfig(PreTrainedConfig):
     spectral_readout: bool = False
     head_band_powers: bool = False
     head_covariances: bool = False
+    head_covariance_metric: str = "logeuclid"
     covariance_channels: int = 0
     mlp_ratio: float = 4.0
     graph_neighbours: int = 6
@@ -187,6 +194,7 @@ class EEGFMConfig(PreTrainedConfig):
         for name in flags:
             if not isinstance(getattr(self, name), bool):
                 _fail(name, "True or False", getattr(self, name))
+        _check_option("head_covariance_metric", self.head_covariance_metric, HEAD_COVARIANCE_METRICS)
         if self.spectral_readout and not self.spatial_filters:
             _fail("spectral_readout", "False unless spatial_filters > 0 (it feeds the spatial readout)", True)
         for name in ("dropout", "attention_dropout", "head_dropout"):

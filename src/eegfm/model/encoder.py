@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
-from eegfm.model.band_powers import head_spectral_features
+from eegfm.contract.channels import N_CANONICAL
+from eegfm.model.band_powers import COVARIANCE_BANDS, head_spectral_features
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.covariance_branch import CovarianceBranch
 from eegfm.model.embedding import ChannelTokenizer
@@ -110,6 +111,9 @@ class EEGFMEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.spatial_readout = SpatialReadout(config) if config.spatial_filters else None
         self.covariance_branch = CovarianceBranch(config) if config.covariance_channels else None
+        if config.head_covariances:  # read with head_covariance_metric "riemann" (model.config)
+            whitening = torch.eye(N_CANONICAL).expand(len(COVARIANCE_BANDS), -1, -1).clone()
+            self.register_buffer("head_covariance_whitening", whitening)
         # Hugging Face's activation_checkpointing_enable() flips this flag (and may set the function).
         self.gradient_checkpointing = config.gradient_checkpointing
         self._gradient_checkpointing_func = None
@@ -158,8 +162,14 @@ class EEGFMEncoder(nn.Module):
             pooled = pooled + self.covariance_branch(eeg, positions, channel_mask)
         bands = None
         if self.config.head_band_powers or self.config.head_covariances:
+            riemann = self.config.head_covariances and self.config.head_covariance_metric == "riemann"
             bands = head_spectral_features(
-                eeg, self.config.sfreq, channel_mask, self.config.head_band_powers, self.config.head_covariances
+                eeg,
+                self.config.sfreq,
+                channel_mask,
+                self.config.head_band_powers,
+                self.config.head_covariances,
+                self.head_covariance_whitening if riemann else None,
             ).to(pooled.dtype)
         return EncoderOutput(
             channel_tokens=channel_tokens,

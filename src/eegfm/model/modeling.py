@@ -106,9 +106,15 @@ class EEGFMModel(EEGFMTask, EEGFMPreTrainedModel):
     network is ``model.network``'s (``EEGFMNetwork`` there is the same without Hugging Face)."""
 
     # Weights a pretraining checkpoint never has: the head, the spectral readout's projection
-    # (``config.spectral_readout``) and the covariance branch (``config.covariance_channels``);
-    # fine-tuning builds them new, every other weight must load.
-    new_at_finetuning = ("head.", "encoder.spatial_readout.spectral.", "encoder.covariance_branch.")
+    # (``config.spectral_readout``), the covariance branch (``config.covariance_channels``) and
+    # the head covariances' reference (a probe head fits it); fine-tuning builds them new, every
+    # other weight must load.
+    new_at_finetuning = (
+        "head.",
+        "encoder.spatial_readout.spectral.",
+        "encoder.covariance_branch.",
+        "encoder.head_covariance_whitening",
+    )
 
     def __init__(self, config: EEGFMConfig) -> None:
         super().__init__(config)

@@ -133,7 +133,21 @@ def upper_triangle(matrices: torch.Tensor) -> torch.Tensor:
     return flat[..., rows * n + cols] * weights
 
 
-def tangent_vectors(covariances: torch.Tensor, alpha: float = SHRINKAGE) -> torch.Tensor:
+def tangent_vectors(
+    covariances: torch.Tensor, alpha: float = SHRINKAGE, whitening: torch.Tensor | None = None
+) -> torch.Tensor:
     """(..., n, n) covariances -> (..., n (n + 1) / 2): each shrunk matrix's logarithm as a vector,
-    the log-Euclidean tangent space at the identity (a learned reference is a bias after it)."""
-    return upper_triangle(log_spd(shrink(covariances, alpha)))
+    the log-Euclidean tangent space at the identity (a learned reference is a bias after it).
+
+    ``whitening`` (broadcastable to the covariances: a reference point's inverse square root
+    ``M^(-1/2)``) maps at ``M`` in the affine-invariant geometry instead: the logarithm of
+    ``M^(-1/2) C M^(-1/2)``, pyRiemann's ``riemann`` tangent space, the congruence's result shrunk
+    again so the logarithm's eigenvalue floor holds however far a window lies from ``M``."""
+    shrunk = shrink(covariances, alpha)
+    return upper_triangle(log_spd(shrunk if whitening is None else at_reference(shrunk, whitening, alpha)))
+
+
+def at_reference(shrunk: torch.Tensor, whitening: torch.Tensor, alpha: float = SHRINKAGE) -> torch.Tensor:
+    """``shrink(W S W)``: shrunk covariances ``S`` seen from the reference point whose inverse
+    square root is ``W`` (:func:`tangent_vectors` takes their logarithm)."""
+    return shrink(whitening @ shrunk @ whitening, alpha)

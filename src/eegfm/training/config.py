@@ -16,7 +16,7 @@ from eegfm.contract.schema import CORPUS_SPLITS
 from eegfm.core.config import Config, ConfigError, check_bool, check_float, check_int, check_mapping, check_option
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.model.architectures import get_architecture, list_architectures, list_pretrainable
-from eegfm.model.config import ADAPTER_KINDS, EEGFMConfig, list_presets
+from eegfm.model.config import ADAPTER_KINDS, HEAD_COVARIANCE_METRICS, EEGFMConfig, list_presets
 from eegfm.model.heads import list_heads
 from eegfm.training.config_choices import (
     BACKENDS,
@@ -195,6 +195,10 @@ class FinetuneConfig(RunConfig):
         ``probe`` (a logistic regression on the frozen encoder's embedding of the training windows,
         C by person-grouped cross-validation: ``training.finetune.probe_head``); with ``probe`` the
         starting weights are validated before the first step, so early stopping can keep them.
+    probe_covariance_metrics: where the probe may map a head's covariances (``head_covariances``),
+        the cross-validation choosing among them and none: ``logeuclid`` (at the training windows'
+        log-Euclidean mean, a linear map of the graph's vectors) and ``riemann`` (at their
+        affine-invariant mean, which the head's whitening buffer then holds).
     loss: None is the head's own (hms6 KL, binary BCE, multiclass CE, regression MSE); else ``kl``
         (hms6), ``ce`` or ``focal``; label_smoothing applies to ce/focal.
     class_weights: ``none``, ``balanced`` (inverse training frequency) or one weight per class.
@@ -222,6 +226,7 @@ class FinetuneConfig(RunConfig):
     architecture: str = "eegfm"
     mode: str = "full"
     head_init: str = "prior"
+    probe_covariance_metrics: list[str] = dataclasses.field(default_factory=lambda: ["logeuclid"])
     adapter_kind: str = "lora"
     adapter_rank: int = 8
     loss: str | None = None
@@ -258,6 +263,7 @@ class FinetuneConfig(RunConfig):
         check_option("head_init", self.head_init, HEAD_INITS)
         if self.head_init == "probe" and self.task == "regression":
             raise ConfigError("head_init: 'probe' fits a classifier; task 'regression' takes 'prior'")
+        self._validate_probe_covariance_metrics()
         check_option("adapter_kind", self.adapter_kind, ADAPTER_KINDS)
         self.adapter_rank = check_int("adapter_rank", self.adapter_rank, 1, 4096, whole_float=True)
         regression = self.task == "regression"
@@ -297,6 +303,19 @@ class FinetuneConfig(RunConfig):
         self._validate_architecture()
         super().validate()  # builds the model config, whose labels class_weights must match
         self._validate_class_weights()
+
+    def _validate_probe_covariance_metrics(self) -> None:
+        metrics = self.probe_covariance_metrics
+        if (
+            not isinstance(metrics, (list, tuple))
+            or not metrics
+            or not all(isinstance(m, str) and m in HEAD_COVARIANCE_METRICS for m in metrics)
+        ):
+            raise ConfigError(
+                f"probe_covariance_metrics: expected a non-empty list drawn from "
+                f"{', '.join(map(repr, HEAD_COVARIANCE_METRICS))}; got {metrics!r}"
+            )
+        self.probe_covariance_metrics = [m for m in HEAD_COVARIANCE_METRICS if m in metrics]
 
     def _validate_splits(self) -> None:
         self.val_fraction = check_float(

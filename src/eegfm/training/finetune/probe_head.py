@@ -6,10 +6,13 @@ channel's band powers (``head_band_powers``) and each band's covariance tangent 
 (``head_covariances``; ``model.heads.TaskHead``); with the new head's LayerNorm at identity, a
 regression fitted on what those layers read (``probe_features``; ``model.linear_fit``:
 standardized, L-BFGS, class-balanced where the run weights classes) is the head, the
-standardization folded into its weights. The covariances are fitted in the log-Euclidean
-coordinates of the benchmark's covariance readout (``spectral_features.log_euclidean_chart``, a
-linear map folded back too), and read only where the cross-validation below prefers the head with
-them to the head without; inputs left out are gated off (``TaskHead.read_only``).
+standardization folded into its weights. The covariances are fitted in the coordinates of the
+benchmark's covariance readout under each of ``probe_covariance_metrics``: log-Euclidean
+(``spectral_features.log_euclidean_chart``, a linear map folded back too) or affine-invariant (at
+the training windows' Riemannian mean, whose inverse square root the encoder's whitening buffer
+then holds, so the graph computes the fit's coordinates); they are read only where the
+cross-validation below prefers them to the head without; inputs left out are gated off
+(``TaskHead.read_only``).
 
 Why: gradient steps on the head alone reached 0.876 validation AUROC on eegmat, where a logistic
 regression on the same frozen embedding reaches 0.945 (docs/model-quality.md): a probe trained by
@@ -18,22 +21,27 @@ before its first step (``finetune.loop``): in ``linear`` mode the fit is the pro
 ends there; in ``full`` mode fine-tuning starts from the probe's answer instead of a random one
 (linear probing, then fine-tuning), and early stopping can keep the starting weights.
 
-``C`` (and whether to read the covariances) is chosen by cross-validation grouped by person over
-the training people (log loss), not on the validation people: they choose when to stop, and a
-handful of them are noise for a second choice. The fit runs on rank 0 and its weights are
-broadcast; every rank embeds its shard.
+``C`` (and whether, and under which metric, to read the covariances) is chosen by
+cross-validation grouped by person over the training people (log loss), not on the validation
+people: they choose when to stop, and a handful of them are noise for a second choice. The fit
+runs on rank 0 and its weights are broadcast; every rank embeds its shard.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
+from pyriemann.geometry.base import expm, invsqrtm
+from pyriemann.geometry.mean import mean_riemann
+from pyriemann.geometry.tangentspace import unupper
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
-from eegfm.model import linear_fit
+from eegfm.model import linear_fit, spd
+from eegfm.model.band_powers import COVARIANCE_BANDS
 from eegfm.model.spectral_features import log_euclidean_chart
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader
@@ -79,51 +87,99 @@ def _row_weights(y: np.ndarray, weight: np.ndarray, cfg: FinetuneConfig) -> tupl
     return weight, cfg.class_weights == "balanced"
 
 
-def _candidate_inputs(groups: dict[str, slice]) -> list[tuple[str, ...]]:
-    """The sets of the head's inputs the probe chooses between: all of them, and all but each
-    band's covariances where the head reads those (950 person-heavy values a window that helped
-    the simulated group study and hurt eegmat, docs/model-quality.md)."""
+@dataclasses.dataclass(frozen=True)
+class CovarianceCoordinates:
+    """The head's covariance inputs in one tangent space: the fit's columns ``design`` [N, F], and
+    how its weights reach the graph: through the transpose of ``chart`` (log-Euclidean, a linear
+    map of the graph's vectors at the identity), or as they are once the encoder's whitening
+    buffer holds ``whitening`` [bands, C, C] (affine-invariant: the graph then computes ``design``)."""
+
+    metric: str
+    design: np.ndarray
+    chart: np.ndarray | None = None
+    whitening: np.ndarray | None = None
+
+
+def covariance_coordinates(vectors: np.ndarray, metric: str, n_bands: int = len(COVARIANCE_BANDS)):
+    """:class:`CovarianceCoordinates` of the training windows' covariance inputs ``vectors`` [N, F]
+    (each band's shrunk matrix's logarithm at the identity, the bands side by side) under
+    ``metric``, at the training windows' ``metric`` mean."""
+    if metric == "logeuclid":
+        chart = log_euclidean_chart(vectors, n_bands)
+        return CovarianceCoordinates(metric, vectors @ chart, chart=chart)
+    width = vectors.shape[1] // n_bands
+    design, whitening = np.zeros_like(vectors), []
+    for band in range(n_bands):
+        columns = slice(band * width, (band + 1) * width)
+        shrunk = expm(unupper(vectors[:, columns]))  # the graph's shrunk co-spectral matrices
+        band_whitening = invsqrtm(mean_riemann(shrunk))
+        with torch.no_grad():
+            moved = spd.at_reference(torch.from_numpy(shrunk), torch.from_numpy(band_whitening))
+            design[:, columns] = spd.upper_triangle(spd.log_spd(moved)).numpy()
+        whitening.append(band_whitening)
+    return CovarianceCoordinates(metric, design, whitening=np.stack(whitening))
+
+
+def _candidates(groups: dict[str, slice], metrics: list[str]) -> list[tuple[tuple[str, ...], str | None]]:
+    """The head's inputs the probe chooses between, each with its covariances' metric: all of them
+    under each of ``metrics``, and all but each band's covariances where the head reads those (950
+    person-heavy values a window that helped the simulated group study and hurt eegmat,
+    docs/model-quality.md)."""
     every = tuple(groups)
-    return [every, tuple(g for g in every if g != "covariances")] if "covariances" in groups else [every]
+    if "covariances" not in groups:
+        return [(every, None)]
+    return [(every, metric) for metric in metrics] + [(tuple(g for g in every if g != "covariances"), None)]
+
+
+def _candidate_name(inputs: tuple[str, ...], metric: str | None) -> str:
+    return "+".join(inputs) + (f" ({metric})" if metric else "")
 
 
 def _fit(features, target, subjects: list[str], cfg: FinetuneConfig, n_classes: int, groups: dict[str, slice]):
-    """The fitted head's (weight [K, D], bias [K]) and its record: for each candidate set of inputs
-    (:func:`_candidate_inputs`) the C of lowest grouped-CV loss, and the set of lowest loss; the
-    inputs left out get zero weights."""
-    design, chart = features, None
-    if "covariances" in groups:  # fitted in the covariance readout's coordinates, mapped back below
-        covariances = groups["covariances"]
-        chart = log_euclidean_chart(features[:, covariances])
-        design = features.copy()
-        design[:, covariances] = features[:, covariances] @ chart
+    """The fitted head's (weight [K, D], bias [K]), its record and the covariances' whitening
+    (None unless chosen): for each candidate (:func:`_candidates`) the C of lowest grouped-CV loss,
+    and the candidate of lowest loss; the inputs left out get zero weights."""
     distributions = _distributions(target, cfg, n_classes)
-    x, y, weight, people = linear_fit.soft_rows(design, distributions, np.asarray(subjects))
+    x, y, weight, people = linear_fit.soft_rows(features, distributions, np.asarray(subjects))
     if len(set(y.tolist())) < 2:
         raise ConfigError(
             f"head_init: 'probe' fits a logistic regression on the training windows; they carry "
             f"{len(set(y.tolist()))} class (expected two or more)"
         )
     weight, balanced = _row_weights(y, weight, cfg)
+    covariances = groups.get("covariances")
+    coordinates = {
+        m: covariance_coordinates(features[:, covariances], m) for m in cfg.probe_covariance_metrics if covariances
+    }
     choices = {}
-    for inputs in _candidate_inputs(groups):
+    for inputs, metric in _candidates(groups, cfg.probe_covariance_metrics):
+        design = x
+        if metric is not None:  # the same rows, the covariance columns in the metric's coordinates
+            design = features.copy()
+            design[:, covariances] = coordinates[metric].design
+            design = linear_fit.soft_rows(design, distributions, np.asarray(subjects))[0]
         columns = np.concatenate([np.arange(features.shape[1])[groups[g]] for g in inputs])
-        c, losses = linear_fit.c_by_grouped_cv(x[:, columns], y, weight, people, balanced, FOLDS)
-        choices[inputs] = (columns, c, losses)
-    inputs = min(choices, key=lambda k: choices[k][2].get(choices[k][1], 0.0))  # the first where no CV ran
-    columns, c, losses = choices[inputs]
-    fitted = linear_fit.fit_pipeline(x[:, columns], y, weight, c, balanced)
+        c, losses = linear_fit.c_by_grouped_cv(design[:, columns], y, weight, people, balanced, FOLDS)
+        choices[inputs, metric] = (design, columns, c, losses)
+    chosen = min(choices, key=lambda k: choices[k][3].get(choices[k][2], 0.0))  # the first where no CV ran
+    design, columns, c, losses = choices[chosen]
+    fitted = linear_fit.fit_pipeline(design[:, columns], y, weight, c, balanced)
     chosen_scores, bias = linear_fit.linear_readout_of(fitted, n_classes).class_scores()
     scores = np.zeros((len(chosen_scores), features.shape[1]))
     scores[:, columns] = chosen_scores
-    if chart is not None:  # weights on the chart's coordinates -> weights on ``features``
-        scores[:, covariances] = scores[:, covariances] @ chart.T
-    record = {"C": c, "inputs": list(inputs)}
+    (inputs, metric), whitening = chosen, None
+    if metric is not None and coordinates[metric].chart is not None:  # chart coordinates -> the graph's
+        scores[:, covariances] = scores[:, covariances] @ coordinates[metric].chart.T
+    elif metric is not None:
+        whitening = coordinates[metric].whitening
+    record = {"C": c, "inputs": list(inputs), "covariance_metric": metric}
     record["chosen_by"] = f"log loss, {FOLDS}-fold CV grouped by person over the training people"
     record["cv_loss"] = {f"{grid_c:g}": round(loss, 6) for grid_c, loss in losses.items()}  # the choice's spread
-    record["cv_loss_by_inputs"] = {"+".join(k): round(v[2].get(v[1], float("nan")), 6) for k, v in choices.items()}
+    record["cv_loss_by_inputs"] = {
+        _candidate_name(*k): round(v[3].get(v[2], float("nan")), 6) for k, v in choices.items()
+    }
     record.update(windows=len(features), people=len(set(subjects)))
-    return scores, bias, record
+    return scores, bias, record, whitening
 
 
 def fit_probe_head(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist) -> dict[str, Any]:
@@ -147,16 +203,20 @@ def fit_probe_head(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfi
     fitted = dist.broadcast_object(fitted)  # every rank fails alike, none waits
     if isinstance(fitted, str):
         raise ConfigError(fitted)
-    scores, bias, record = fitted
+    scores, bias, record, whitening = fitted
     if head.fc.out_features == 1:  # binary: one logit, the positive class's log-odds
         scores, bias = scores[1:] - scores[:1], bias[1:] - bias[:1]
     head.set_linear(torch.as_tensor(scores), torch.as_tensor(bias))
     head.read_only(record["inputs"])
+    if whitening is not None:  # the graph maps the covariances where the fit read them
+        with torch.no_grad():
+            model.encoder.head_covariance_whitening.copy_(torch.as_tensor(whitening))
+        model.config.head_covariance_metric = "riemann"
     log.info(
         "probe head: logistic regression on %d training windows of %d people, reading %s, C = %g (%s)",
         record["windows"],
         record["people"],
-        " + ".join(record["inputs"]),
+        _candidate_name(tuple(record["inputs"]), record["covariance_metric"]).replace("+", " + "),
         record["C"],
         record["chosen_by"],
     )
