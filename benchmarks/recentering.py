@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="a labeled benchmark's output folder (its data/)")
     parser.add_argument(
-        "--task", default="eegmat_rest_task", help="the windows' task (default eegmat_rest_task; a folder run's: folder)"
+        "--task",
+        default="eegmat_rest_task",
+        help="the windows' task (default eegmat_rest_task; a folder run's: folder)",
     )
     args = parser.parse_args(argv)
     windows = load_windows(str(args.output / "data"), args.task)
