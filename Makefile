@@ -58,7 +58,7 @@ test: lint $(CHECKOV)  ## lint, then the default test suite (slow end-to-end tes
 	@bash scripts/run_tests.sh "$(PY)" -m "not slow" -n auto --dist loadscope $(PYTEST_ARGS)
 
 test-all: $(STAMP) $(CHECKOV)  ## every test, slow ones included
-	@bash scripts/run_tests.sh "$(PY)" -n auto --dist loadscope $(PYTEST_ARGS)
+	@bash scripts/run_tests.sh "$(PY)" $(PYTEST_ARGS)
 
 benchmark: $(STAMP)  ## eegfm vs baselines over seeds: eegmat (EEGMAT=its EDF folder) and the simulated corpus
 	$(PY) -m eegfm.evaluation.comparison eegmat --data "$(EEGMAT)" --output "$(BENCH_DIR)/eegmat"
