@@ -629,6 +629,26 @@ def test_the_affine_invariant_coordinates_the_probe_fits_are_what_the_whitened_g
     np.testing.assert_allclose(coordinates.whitening[1] @ mean @ coordinates.whitening[1], np.eye(19), atol=1e-3)
 
 
+def test_a_new_probe_reads_the_covariances_at_the_identity_whatever_chart_the_saved_encoder_held():
+    """A fine-tuned model whose head read the covariances at a reference (riemann) gets a new
+    probe head: the fit must see the vectors at the identity, which its coordinates start from."""
+    from eegfm.model.modeling import create_model
+    from eegfm.training.finetune.probe_head import _covariances_at_identity
+
+    torch.manual_seed(0)
+    model = create_model("tiny", head="binary", head_covariances=True, modalities=[]).eval()
+    eeg = torch.randn(2, 19, 1280) * 20
+    with torch.no_grad():
+        at_identity = model.forward_features(eeg).band_features
+        rotation, _ = torch.linalg.qr(torch.randn(5, 19, 19))
+        model.encoder.head_covariance_whitening.copy_((rotation * torch.logspace(-1, 1, 19)) @ rotation.mT)
+        model.config.head_covariance_metric = "riemann"
+        assert not torch.allclose(model.forward_features(eeg).band_features, at_identity, atol=1e-3)
+        _covariances_at_identity(model)
+        torch.testing.assert_close(model.forward_features(eeg).band_features, at_identity)
+    assert model.config.head_covariance_metric == "logeuclid"
+
+
 def test_adapter_mode_trains_under_5_percent_of_the_parameters(pretrained, hms_data, tmp_path):
     out = tmp_path / "adapter"
     assert (

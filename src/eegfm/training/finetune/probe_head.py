@@ -182,6 +182,16 @@ def _fit(features, target, subjects: list[str], cfg: FinetuneConfig, n_classes: 
     return scores, bias, record, whitening
 
 
+def _covariances_at_identity(model: torch.nn.Module) -> None:
+    """The fit reads the head's covariances at the identity (``covariance_coordinates``' input),
+    whatever reference a saved model's encoder held: a new head chooses its own."""
+    whitening = getattr(getattr(model, "encoder", None), "head_covariance_whitening", None)
+    if whitening is not None:
+        with torch.no_grad():
+            whitening.copy_(torch.eye(whitening.shape[-1]).expand_as(whitening))
+        model.config.head_covariance_metric = "logeuclid"
+
+
 def fit_probe_head(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist) -> dict[str, Any]:
     """Write a logistic regression of the frozen encoder's training embeddings into ``model``'s
     new head (module docstring); returns what was chosen (``C``, every C's cross-validated loss,
@@ -189,6 +199,7 @@ def fit_probe_head(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfi
     head = getattr(model, "head", None)
     if not hasattr(head, "probe_features"):
         raise ConfigError(f"head_init: 'probe' needs eegfm's task head (model.heads); {type(model).__name__} has none")
+    _covariances_at_identity(model)
     fitted = None
     parts = [part for part in dist.gather_objects(_embedded(model, loader, cfg, dist)) if len(part[0])]
     if dist.is_main:
