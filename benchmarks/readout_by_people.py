@@ -91,9 +91,12 @@ def feature_set_row(x: np.ndarray, x_val: np.ndarray, train, validation) -> dict
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("output", type=Path, help="a labeled benchmark's output folder (data/, pretrain/model)")
+def two_class_splits(argv: list[str] | None, description: str, output_help: str):
+    """The command line of a benchmark that reads a labeled run's folder (``OUTPUT [--task T]``),
+    parsed, and that folder's training and validation windows; the task must have two classes
+    (:func:`feature_set_row` reads class 1's probability). Returns ``(args, train, validation)``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("output", type=Path, help=output_help)
     parser.add_argument(
         "--task",
         default="eegmat_rest_task",
@@ -102,9 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     windows = load_windows(str(args.output / "data"), args.task)
     classes = sorted(set(windows.label.tolist()))
-    if classes != [0, 1]:  # the figures below read class 1's probability
+    if classes != [0, 1]:
         parser.error(f"{args.output / 'data'}: task {args.task!r}: expected two classes (0, 1); got {classes}")
-    train, validation = windows.of_split("train"), windows.of_split("dev")
+    return args, windows.of_split("train"), windows.of_split("dev")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, train, validation = two_class_splits(
+        argv, __doc__.splitlines()[0], "a labeled benchmark's output folder (data/, pretrain/model)"
+    )
     embed = encoder_embedding(args.output / "pretrain" / "model")
     covariances = tangent_space.band_covariances_of()
     maps = {m: tangent_space.tangent_space(train, m, covariances)[1] for m in tangent_space.METRICS}

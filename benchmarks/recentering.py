@@ -20,7 +20,6 @@ windows), which is why this is an analysis and not a benchmark row.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -33,8 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from benchmarks.readout_by_people import feature_set_row  # noqa: E402
-from eegfm.evaluation.comparison.windows import load_windows  # noqa: E402
+from benchmarks.readout_by_people import feature_set_row, two_class_splits  # noqa: E402
 from eegfm.model.spectral_features import METRICS, TangentMap, band_covariances  # noqa: E402
 
 GROUPINGS = ("none", "recording", "subject")
@@ -53,19 +51,9 @@ def recentered(covariances: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("output", type=Path, help="a labeled benchmark's output folder (its data/)")
-    parser.add_argument(
-        "--task",
-        default="eegmat_rest_task",
-        help="the windows' task (default eegmat_rest_task; a folder run's: folder)",
+    _, train, validation = two_class_splits(
+        argv, __doc__.splitlines()[0], "a labeled benchmark's output folder (its data/)"
     )
-    args = parser.parse_args(argv)
-    windows = load_windows(str(args.output / "data"), args.task)
-    classes = sorted(set(windows.label.tolist()))
-    if classes != [0, 1]:  # feature_set_row reads class 1's probability
-        parser.error(f"{args.output / 'data'}: task {args.task!r}: expected two classes (0, 1); got {classes}")
-    train, validation = windows.of_split("train"), windows.of_split("dev")
     matrices = {"train": band_covariances(train.eeg), "dev": band_covariances(validation.eeg)}
     rows = {}
     for grouping in GROUPINGS:
