@@ -56,6 +56,8 @@ def test_register_preset_rejects_duplicates():
         ("mask_min_ms", 2000.0, r"mask_min_ms: expected a number in \[3.90625, 1000.0\]; got 2000.0"),
         ("adapter_kind", "prefix", r"adapter_kind: expected one of 'lora', 'bottleneck'; got 'prefix'"),
         ("num_hidden_layers", 2.0, r"num_hidden_layers: expected an integer; got 2.0"),
+        ("head_covariance_metric", "euclid", r"head_covariance_metric: expected one of 'logeuclid', 'riemann'"),
+        ("head_covariance_metric", "riemann", r"head_covariance_metric: expected 'logeuclid' unless head_covariances"),
     ],
 )
 def test_errors_name_the_field_the_allowed_values_and_the_value(field, value, message):

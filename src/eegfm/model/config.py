@@ -195,6 +195,9 @@ class EEGFMConfig(PreTrainedConfig):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, "True or False", getattr(self, name))
         _check_option("head_covariance_metric", self.head_covariance_metric, HEAD_COVARIANCE_METRICS)
+        if self.head_covariance_metric != "logeuclid" and not self.head_covariances:
+            _fail("head_covariance_metric", "'logeuclid' unless head_covariances (the head reads no covariances)",
+                  self.head_covariance_metric)  # fmt: skip
         if self.spectral_readout and not self.spatial_filters:
             _fail("spectral_readout", "False unless spatial_filters > 0 (it feeds the spatial readout)", True)
         for name in ("dropout", "attention_dropout", "head_dropout"):
