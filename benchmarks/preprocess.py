@@ -8,9 +8,10 @@ comparison is conservative. Each side runs in its own process so peak RSS is mea
     python benchmarks/preprocess.py [--data ../shared/data/eegmat] [--rounds 3] [--long-minutes 120]
                                     [--copies 1]
 
-`--copies N` runs everything on N copies of the recordings (links in N folders, which the job
-treats as N sites): a larger corpus, over which the fixed costs (imports, Beam's start-up, the
-artifact model's fit) weigh less, as on a real one (`--copies 8`: 17 EEG-hours).
+`--copies N` runs everything on N copies of the recordings (N folders, which the job treats as N
+sites; each copy's EDF headers differ, so the job writes every copy rather than one of identical
+bytes): a larger corpus, over which the fixed costs (imports, Beam's start-up, the artifact model's
+fit) weigh less, as on a real one (`--copies 8`: 17 EEG-hours).
 
 `eegfm_default` is the job as a user runs it: no runner flags (the launcher picks the mode and
 worker count from the machine and the input's size) and the user's own environment; it and the MNE
@@ -27,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -132,8 +134,8 @@ def main() -> None:
         "--copies",
         type=int,
         default=1,
-        help="run on this many copies of the recordings (linked, one folder per copy, "
-        "each a site of its own): a larger corpus, where fixed costs weigh less",
+        help="run on this many copies of the recordings (one folder per copy, each a site of its own, "
+        "each copy's EDF headers marked so no copy is a duplicate): a larger corpus, where fixed costs weigh less",
     )
     args = parser.parse_args()
     if args.copies < 1:
@@ -228,14 +230,29 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
+# Bytes 160-167 of an EDF header: the end of the free-text "local recording identification"
+# field (equipment, technician), which no reader interprets. The job writes one copy of identical
+# bytes (``pipelines.job.duplicates``), so each copy must differ there to be written at all.
+_COPY_MARK = slice(160, 168)
+
+
 def _copies(data: Path, copies: int, target: Path) -> Path:
-    """``copies`` folders of links to every file of ``data``."""
+    """``copies`` folders of ``data``'s files: the first links to them; in each other folder every
+    EDF is a copy whose header marks it (:data:`_COPY_MARK`), so the job processes and writes
+    every copy as the MNE script does, and other files are links."""
     for copy in range(copies):
         folder = target / f"copy{copy + 1}"
         folder.mkdir(parents=True)
         for path in sorted(data.iterdir()):
-            if path.is_file():
+            if not path.is_file():
+                continue
+            if copy == 0 or path.suffix.lower() != ".edf":
                 (folder / path.name).symlink_to(path.resolve())
+                continue
+            shutil.copyfile(path, folder / path.name)
+            with open(folder / path.name, "r+b") as edf:
+                edf.seek(_COPY_MARK.start)
+                edf.write(f"copy{copy + 1:04d}".encode("ascii")[: _COPY_MARK.stop - _COPY_MARK.start])
     return target
 
 

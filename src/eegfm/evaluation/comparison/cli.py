@@ -25,11 +25,12 @@ from eegfm.evaluation.comparison.options import (
 from eegfm.evaluation.comparison.rows import baseline_names
 
 
-def _pretraining(parser: argparse.ArgumentParser) -> None:
-    """The options of a run that pretrains: every suite, and the shared encoder's command."""
-    parser.add_argument("--output", required=True, help="run folder: data, pretraining, runs, benchmark.{json,md,png}")
+def _pretraining(parser: argparse.ArgumentParser, output: str) -> None:
+    """The options of a run that pretrains: every suite, and the shared encoder's command
+    (``output``: what its --output folder holds)."""
+    parser.add_argument("--output", required=True, help=output)
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="training preset or YAML file for every eegfm run")
-    parser.add_argument("--pretrain_steps", type=int, default=None, help="pretraining steps (default: the preset's)")
+    parser.add_argument("--pretrain_steps", type=int, default=None, help="pretraining steps; None: the preset's")
     parser.add_argument(
         "--unlabeled", nargs="+", default=[], metavar="DIR", help="more preprocessed folders for pretraining only"
     )
@@ -46,7 +47,7 @@ def _pretraining(parser: argparse.ArgumentParser) -> None:
 def _common(parser: argparse.ArgumentParser, methods: list[str], suite: str = "labeled") -> None:
     """A suite's options: pretraining's, then its fine-tuning runs' and its baselines (``suite``:
     the registry's suite, ``rows.SUITES``)."""
-    _pretraining(parser)
+    _pretraining(parser, "run folder: data, pretraining, runs, benchmark.{json,md,png}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds")
     parser.add_argument(
         "--reference_seeds",
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     shared.add_argument(
         "--simulated_sites", type=int, default=6, help="sites of the simulated corpus pretraining reads (0: none)"
     )
-    _pretraining(shared)
+    _pretraining(shared, "the encoder's folder: data, simulated, pretrain/model and encoder.json (what went into it)")
     simulated = suites.add_parser(
         "simulated",
         help="six-class expert votes on a generated multi-site corpus, leave-one-site-out",
