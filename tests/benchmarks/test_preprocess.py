@@ -3,19 +3,20 @@ job (it writes one copy of identical bytes) and the same EEG to every reader."""
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from benchmarks.preprocess import _copies
 from eegfm.pipelines.job.duplicates import duplicate_sources
 from eegfm.pipelines.readers import open_recording
+from eegfm.pipelines.readers.local_copy import localized
 
 RECORDINGS = ("Subject00_1.edf", "Subject01_2.edf")
 
 
 def _sha(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The SHA-256 the job records for ``path`` and finds duplicates by."""
+    with localized(str(path)) as (_, sha):
+        return sha
 
 
 def test_each_copy_is_written_by_the_job_and_holds_the_same_eeg(shared_data, tmp_path):
