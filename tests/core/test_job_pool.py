@@ -26,6 +26,12 @@ def where_am_i(seconds: float) -> tuple[int, str]:
     return os.getpid(), os.environ.get("EEGFM_THREADS", "")
 
 
+def started_at(seconds: float) -> float:
+    begun = time.time()
+    time.sleep(seconds)
+    return begun
+
+
 def fail(message: str) -> None:
     raise ValueError(message)
 
@@ -111,6 +117,17 @@ def test_a_job_error_and_a_dead_worker_reach_the_caller_with_the_job_named():
     with pytest.raises(RuntimeError, match="fine-tuning x seed 0: its worker process died"):
         with JobPool(Plan(2, 1)) as pool:
             pool.results([pool.submit(die, name="fine-tuning x seed 0")])
+
+
+def test_jobs_submitted_first_go_to_a_free_worker_before_the_others_waiting():
+    """Both workers busy, two jobs waiting, then one submitted ``first``: the worker that falls
+    free takes it before them, and they follow in the order submitted."""
+    with JobPool(Plan(2, 1)) as pool:
+        busy = [pool.submit(started_at, seconds, name=f"busy {seconds}") for seconds in (1.0, 8.0)]
+        later = [pool.submit(started_at, 0.2, name=name) for name in ("a", "b")]
+        urgent = pool.submit(started_at, 0.2, name="the next step of a chain", first=True)
+        starts = pool.results([*busy, urgent, *later])
+    assert starts[2] < starts[3] < starts[4] < starts[1] + 8.0, starts
 
 
 def test_leaving_on_an_error_kills_the_running_jobs_at_once():

@@ -13,6 +13,12 @@ fit on two threads (docs/performance.md): a benchmark's independent fits finish 
   ``core.stopwatch`` reach the command's recording, as time side by side. A pool of one worker runs
   each job in this process when it is submitted: no process to start, the same threads as before,
   the same order of work, and a failing job's error raised by ``submit`` itself.
+- Jobs wait in this process and go to a worker as one falls free: those submitted ``first``
+  (the next step of a chain of jobs, such as EEGNet's search, or the pretraining that later runs
+  wait for) before the others, each kind in the order submitted. With one queue in submission
+  order, a 60-person ``folder`` benchmark's EEGNet search started 9 minutes in, behind every
+  fine-tuning run that needs no pretraining, and its later rounds waited behind the ones
+  submitted meanwhile: its last 2-4 minutes ran alone on one of the two cores.
 - Workers are spawned, not forked (the command already holds torch's and Beam's threads, which a
   fork would copy half-way), with the command's log level and their share of threads in
   ``EEGFM_THREADS`` before they import anything. Each dies with the command, SIGKILL included
@@ -24,6 +30,7 @@ fit on two threads (docs/performance.md): a benchmark's independent fits finish 
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import logging
@@ -77,6 +84,12 @@ class JobPool:
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._drivers: list[concurrent.futures.Future] = []  # :meth:`beside`'s
         self._before: set[int] = set()
+        self._jobs: list[concurrent.futures.Future] = []  # every job submitted, for leaving the pool
+        # Jobs not yet handed to a worker (``first``, then the others) and how many the workers hold:
+        # the executor gets one job per free worker, so its own queue never decides the order.
+        self._waiting = {True: collections.deque(), False: collections.deque()}
+        self._running = 0
+        self._lock = threading.RLock()  # re-entered where a job ends as it is handed over
 
     def __enter__(self) -> JobPool:
         if self.plan.workers > 1:
@@ -95,25 +108,55 @@ class JobPool:
             return
         if kind is None:
             concurrent.futures.wait(self._drivers)  # a driver may still submit jobs
+            concurrent.futures.wait(list(self._jobs))
             self._executor.shutdown(wait=True)
             return
+        with self._lock:
+            for waiting in self._waiting.values():
+                for *_, future in waiting:
+                    future.cancel()
+                waiting.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
         for child in multiprocessing.active_children():
             if child.pid not in self._before:  # this pool's workers only
                 child.kill()
                 child.join()
 
-    def submit(self, fn: Callable[..., Any], *args: Any, name: str) -> concurrent.futures.Future:
+    def submit(self, fn: Callable[..., Any], *args: Any, name: str, first: bool = False) -> concurrent.futures.Future:
         """Run ``fn(*args)`` (a module-level function; its arguments and result picklable); the
-        future of its result. ``name``: what an error says the job was."""
+        future of its result. ``name``: what an error says the job was; ``first``: it goes to a
+        worker before the waiting jobs submitted without it."""
         future: concurrent.futures.Future = concurrent.futures.Future()
         if self._executor is None:  # its error raised here, at once: no later job runs, as before
             future.set_result(fn(*args))
             return future
         times = stopwatch.current()  # the callback runs on the executor's thread, outside this context
-        job = self._executor.submit(_recorded, fn, args)
-        job.add_done_callback(lambda done: _deliver(done, future, name, times))
+        with self._lock:
+            self._jobs.append(future)
+            self._waiting[first].append((fn, args, name, times, future))
+            self._hand_over()
         return future
+
+    def _hand_over(self) -> None:
+        """Waiting jobs to the executor while a worker is free; a job cancelled meanwhile is skipped."""
+        with self._lock:
+            while self._running < self.plan.workers and (queue := self._waiting[True] or self._waiting[False]):
+                fn, args, name, times, future = queue.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    job = self._executor.submit(_recorded, fn, args)
+                except (BrokenProcessPool, RuntimeError) as error:  # a worker died, or the pool was left
+                    future.set_exception(_named(error, name))
+                    continue
+                self._running += 1
+                job.add_done_callback(lambda done, f=future, n=name, t=times: self._ended(done, f, n, t))
+
+    def _ended(self, done, future: concurrent.futures.Future, name: str, times) -> None:
+        with self._lock:
+            self._running -= 1
+            _deliver(done, future, name, times)
+            self._hand_over()
 
     def beside(self, fn: Callable[..., Any], *args: Any, name: str) -> concurrent.futures.Future:
         """Run ``fn(*args)`` on a thread of this command, beside its own work: a driver whose jobs
@@ -160,19 +203,23 @@ class JobPool:
 
 def _deliver(done, future: concurrent.futures.Future, name: str, times: stopwatch.PartTimes | None) -> None:
     """A worker's outcome into ``future``; the parts the job recorded into ``times``."""
-    if done.cancelled():
-        future.cancel()
+    if done.cancelled():  # the pool was left on an error: ``future`` is running, so it fails
+        future.set_exception(concurrent.futures.CancelledError(f"{name}: cancelled"))
         return
     error = done.exception()
-    if isinstance(error, BrokenProcessPool):
-        error = RuntimeError(f"{name}: its worker process died ({error}); out of memory? try --workers 1")
     if error is not None:
-        future.set_exception(error)
+        future.set_exception(_named(error, name) if isinstance(error, BrokenProcessPool) else error)
         return
     result, parts = done.result()
     if times is not None:
         times.add_overlapping(parts)
     future.set_result(result)
+
+
+def _named(error: Exception, name: str) -> RuntimeError:
+    if not isinstance(error, BrokenProcessPool):
+        return RuntimeError(f"{name}: {error}")
+    return RuntimeError(f"{name}: its worker process died ({error}); out of memory? try --workers 1")
 
 
 def _recorded(fn: Callable[..., Any], args: tuple) -> tuple[Any, dict]:

@@ -115,7 +115,9 @@ def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, class_weights
 
 
 def _val_loss(model, val: Data, class_weights: torch.Tensor) -> float:
-    return float(soft_cross_entropy(logits_of(model, val.x), val.y, class_weights=class_weights))
+    # batches of training's size: 256 windows' activations (100 MB each) are beyond what the
+    # allocator keeps (core/allocator.py), and the kernel would fault them in every epoch
+    return float(soft_cross_entropy(logits_of(model, val.x, BATCH), val.y, class_weights=class_weights))
 
 
 def _resume(training: Training, train: Data):
@@ -191,7 +193,9 @@ def load_inputs(path: Path) -> tuple[Data, Data]:
 def _train(trainings: list[Training], inputs: Path, part: str, pool: JobPool, last_epoch: int = 1 << 30):
     """Each of ``trainings`` taken on to ``last_epoch`` (or its end), side by side in ``pool``."""
     jobs = [
-        pool.submit(train_until, t, inputs, last_epoch, part, name=f"EEGNet {t.settings} seed {t.seed}")
+        # first: each round waits for the one before, so a round queued behind fine-tuning runs
+        # would leave the search's last rounds alone on one core at the end of a benchmark
+        pool.submit(train_until, t, inputs, last_epoch, part, name=f"EEGNet {t.settings} seed {t.seed}", first=True)
         for t in trainings
     ]
     return pool.results(jobs)

@@ -348,7 +348,9 @@ def run_methods(
     pretrainings: dict[str, Future] = {}  # one per architecture serves all its runs: a job like the others
     for arch in dict.fromkeys(m.architecture for m in needed if m.pretrained and not m.shared):
         folder = pretrain_folder(output, arch)
-        pretrainings[arch] = pool.submit(pretrain, pretrain_data, folder, opts, arch, name=f"pretraining {arch}")
+        pretrainings[arch] = pool.submit(
+            pretrain, pretrain_data, folder, opts, arch, name=f"pretraining {arch}", first=True
+        )  # first: the runs that need it wait for it
     encoders: dict[str, Path] = {}
     jobs: dict[tuple[str, int, str], Future] = {}
 
