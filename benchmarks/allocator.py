@@ -1,12 +1,12 @@
 """Benchmark: training steps with eegfm's malloc thresholds against glibc's own; prints one JSON object.
 
 Each job runs in a fresh process on ``--threads`` (1) torch thread(s), as a ``folder`` benchmark's
-job-pool worker does, once with ``EEGFM_MALLOC=keep`` (the default, ``core/allocator.py``) and once
-with ``EEGFM_MALLOC=glibc``: ``--steps`` (40) timed steps after 3 to warm up, best of ``--rounds``
-(2). Jobs: EEGNet-8,2 on a batch of 64 five-second 19-channel windows at 128 Hz (the benchmark's
-baseline), and the ``tiny`` encoder's pretraining step on 32 five-second windows. For each: ms a
-step, minor page faults a step (the kernel faulting freed memory back in), and glibc's time over
-eegfm's.
+job-pool worker does, once with ``EEGFM_MALLOC=keep`` (the default of the commands that train,
+``core/allocator.py``) and once with ``EEGFM_MALLOC=glibc``: ``--steps`` (40) timed steps after 3
+to warm up, best of ``--rounds`` (2). Jobs: EEGNet-8,2 on a batch of 64 five-second 19-channel
+windows at 128 Hz (the benchmark's baseline), and the ``tiny`` encoder's pretraining step on 32
+five-second windows. For each: ms a step, minor page faults a step (the kernel faulting freed
+memory back in), and glibc's time over eegfm's.
 
     python benchmarks/allocator.py [--threads 1] [--steps 40] [--rounds 2]
 """
@@ -24,7 +24,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 TIMED = r"""
 import json, resource, sys, time
 import torch
-import eegfm
+from eegfm.core.allocator import keep_freed_memory
+keep_freed_memory()  # as a training command does; EEGFM_MALLOC=glibc: glibc's rule
 torch.set_num_threads(int(sys.argv[1])); torch.manual_seed(0)
 steps = int(sys.argv[2])
 {build}

@@ -169,3 +169,30 @@ def test_every_command_starts_with_fair_threads():
         if _first_call(function) != "fair_threads":
             late.append(name)
     assert late == []
+
+
+def _called(function: ast.FunctionDef) -> set[str]:
+    """The names of the functions ``function`` calls anywhere in its body."""
+    calls = [node.func for node in ast.walk(function) if isinstance(node, ast.Call)]
+    return {call.id if isinstance(call, ast.Name) else getattr(call, "attr", "") for call in calls}
+
+
+def test_the_commands_that_train_keep_freed_memory_and_serving_does_not():
+    """core/allocator.py: a training step's freed tensors stay in the heap; a long-lived server
+    would hold them for nothing."""
+    keeping = []
+    for name, target in console_scripts().items():
+        main = getattr(importlib.import_module(target.split(":")[0]), target.split(":")[1])
+        tree = ast.parse(Path(sys.modules[main.__module__].__file__).read_text(encoding="utf-8"))
+        function = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main")
+        if "keep_freed_memory" in _called(function):
+            keeping.append(name)
+    training = [
+        "eegfm-benchmark",
+        "eegfm-ensemble",
+        "eegfm-finetune",
+        "eegfm-loso",
+        "eegfm-pretrain",
+        "eegfm-robustness",
+    ]
+    assert sorted(keeping) == training

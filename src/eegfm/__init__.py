@@ -5,11 +5,8 @@ tests/test_layers.py keeps it so): core, then contract, then the stages (pipelin
 simulate), then metrics, training, inference, and on top evaluation and serving.
 """
 
-from eegfm.core.allocator import keep_freed_memory
 from eegfm.core.threads import sleep_while_waiting
 
 # Before any eegfm module imports torch, numpy or onnxruntime: their OpenMP runtimes read the
 # wait policy once, when they load (core/threads.py). A variable the user set is kept.
 sleep_while_waiting()
-# Before the first large tensor: a training step's freed memory stays in the heap (core/allocator.py).
-keep_freed_memory()

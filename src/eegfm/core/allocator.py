@@ -9,13 +9,16 @@ trimmed, so the next step has the kernel fault in and zero those pages again, 4 
 12,300 page faults a step and a fifth of its time on one core (``benchmarks/allocator.py``). A
 60-person ``folder`` benchmark spent 279 s of its 2,571 s of CPU in the kernel, most of it there.
 
-:func:`keep_freed_memory` fixes the two thresholds at the values glibc's sliding rule ends at
-(``mallopt``, glibc's public switch), from the process's start: a process keeps at most 64 MB of
-free heap top, and blocks above 32 MB are still mapped and unmapped as before. It runs in
-``eegfm/__init__.py``; spawned workers (Beam's, the job pool's, loader workers) import eegfm too.
-Set :data:`MALLOC_VARIABLE` to ``glibc`` to keep glibc's own rule, or set glibc's variables
-(``MALLOC_*_``, ``GLIBC_TUNABLES``): the user's settings are then left alone. Other C libraries
-(macOS, musl) are left alone. Standard library only.
+:func:`keep_freed_memory` fixes the mmap threshold at the 32 MB glibc's sliding rule ends at and
+the trim threshold at 256 MB (``mallopt``, glibc's public switch): blocks above 32 MB are still
+mapped and unmapped as before, and an arena keeps at most 256 MB of free top. glibc's own ceiling
+for the trim threshold, 64 MB, still trimmed every step of an EEGNet epoch that validates between
+its steps. The commands that train call it first thing (pretraining, fine-tuning, ensembles, the
+benchmarks, leave-one-site-out, robustness), and so do a job pool's workers. Serving and
+preprocessing do not: a long-lived server would keep up to 256 MB of freed heap per arena for
+nothing, and the preprocessing job measured no gain. Set :data:`MALLOC_VARIABLE` to ``glibc`` to
+keep glibc's own rule, or set glibc's variables (``MALLOC_*_``, ``GLIBC_TUNABLES``): the user's
+settings are then left alone. Other C libraries (macOS, musl) are left alone. Standard library only.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from collections.abc import Mapping
 
 MALLOC_VARIABLE = "EEGFM_MALLOC"
 MALLOC_CHOICES = ("keep", "glibc")
-# mallopt's parameter numbers (glibc's malloc.h) and the values glibc's sliding thresholds end at
-# on a 64-bit machine: DEFAULT_MMAP_THRESHOLD_MAX, and twice it for the trim threshold.
+# mallopt's parameter numbers (glibc's malloc.h); the mmap threshold's largest value on a 64-bit
+# machine (DEFAULT_MMAP_THRESHOLD_MAX), and a trim threshold above a training step's freed top.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 256 << 20

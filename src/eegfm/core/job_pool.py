@@ -234,9 +234,11 @@ def _start_worker(threads: int, log_level: int, parent: int) -> None:
     os.environ[THREADS_VARIABLE] = str(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     from eegfm.core import process_tree
+    from eegfm.core.allocator import keep_freed_memory
     from eegfm.core.logs import setup_logging
     from eegfm.core.threads import fair_threads
 
     process_tree.exit_with_parent(parent)
     fair_threads()
+    keep_freed_memory()  # a pool's jobs train networks: core/allocator.py
     setup_logging(log_level)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eegfm.contract import layout
+from eegfm.core.allocator import keep_freed_memory
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
@@ -223,6 +224,7 @@ def _run_fold(
 
 def main(argv: list[str] | None = None) -> int:
     fair_threads()  # before any work: core/threads.py
+    keep_freed_memory()  # a training step's freed tensors stay for the next: core/allocator.py
     args = build_parser().parse_args(argv)
     from eegfm.training.data import data_label  # after --help: it imports torch
 

@@ -21,6 +21,7 @@ from typing import Any
 
 # Only what the parser needs: --help, a usage error and shell completion import no torch
 # (tests/test_commands.py); the scoring (robustness_run) is imported by run().
+from eegfm.core.allocator import keep_freed_memory
 from eegfm.core.config import user_file_path, user_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.threads import fair_threads
@@ -100,6 +101,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     fair_threads()  # before any work: core/threads.py
+    keep_freed_memory()  # a training step's freed tensors stay for the next: core/allocator.py
     run(argv)
     return 0
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 # Only what the parser needs: --help, a usage error and shell completion import no torch
 # (tests/test_commands.py); the config and the stacking (ensemble_fit) are imported by the
 # functions that use them.
+from eegfm.core.allocator import keep_freed_memory
 from eegfm.core.config import ConfigError, check_range, user_file_path, user_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
@@ -136,6 +137,7 @@ def stack(cfg: FinetuneConfig, job: StackJob) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     fair_threads()  # before any work: core/threads.py
+    keep_freed_memory()  # a training step's freed tensors stay for the next: core/allocator.py
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
     from eegfm.training.config import load_config  # after --help: it imports torch

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 # Only what the parser needs: --help, a usage error and shell completion import no torch
 # (tests/test_commands.py); the config, the launch and the loop (pretrain_loop) are imported by
 # the functions that use them.
+from eegfm.core.allocator import keep_freed_memory
 from eegfm.core.config import ConfigError, user_file_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.threads import fair_threads
@@ -119,6 +120,7 @@ def pretrain(cfg: PretrainConfig, run: RunSpec, threads: int | str | None = AUTO
 
 def main(argv: list[str] | None = None) -> int:
     fair_threads()  # before any work: core/threads.py
+    keep_freed_memory()  # a training step's freed tensors stay for the next: core/allocator.py
     args = build_parser().parse_args(argv)
     try:
         cfg, note = pretrain_config(args.config, run_overrides(args), args.max_steps)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from eegfm.core import stopwatch
+from eegfm.core.allocator import keep_freed_memory
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
 from eegfm.core.threads import fair_threads
@@ -211,6 +212,7 @@ def report_times(times: stopwatch.PartTimes, output: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     fair_threads()  # before any work: core/threads.py
+    keep_freed_memory()  # a training step's freed tensors stay for the next: core/allocator.py
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
     from eegfm.evaluation.comparison import eegmat, folder, shared, simulated  # torch, Beam: not for --help

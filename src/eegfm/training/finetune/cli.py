@@ -12,6 +12,7 @@ import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
+from eegfm.core.allocator import keep_freed_memory
 from eegfm.core.config import ConfigError, user_file_path, user_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
@@ -169,6 +170,7 @@ def job_from_args(args: argparse.Namespace) -> FinetuneJob:
 
 def main(argv: list[str] | None = None) -> int:
     fair_threads()  # before any work: core/threads.py
+    keep_freed_memory()  # a training step's freed tensors stay for the next: core/allocator.py
     args = build_parser().parse_args(argv)
     try:
         cfg, job = config_from_args(args), job_from_args(args)
