@@ -155,38 +155,37 @@ def _first_call(function: ast.FunctionDef) -> str:
     call = first.value if isinstance(first, ast.Expr) else None
     if not isinstance(call, ast.Call):
         return ""
+    return _callee(call)
+
+
+def _callee(call: ast.Call) -> str:
     return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", "")
-
-
-def test_every_command_starts_with_fair_threads():
-    """core/threads.py: each console script sizes its pools from one count before any work."""
-    late = []
-    for name, target in console_scripts().items():
-        module = importlib.import_module(target.split(":")[0])
-        main = getattr(module, target.split(":")[1])
-        tree = ast.parse(Path(sys.modules[main.__module__].__file__).read_text(encoding="utf-8"))
-        function = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main")
-        if _first_call(function) != "fair_threads":
-            late.append(name)
-    assert late == []
 
 
 def _called(function: ast.FunctionDef) -> set[str]:
     """The names of the functions ``function`` calls anywhere in its body."""
-    calls = [node.func for node in ast.walk(function) if isinstance(node, ast.Call)]
-    return {call.id if isinstance(call, ast.Name) else getattr(call, "attr", "") for call in calls}
+    return {_callee(node) for node in ast.walk(function) if isinstance(node, ast.Call)}
+
+
+def _mains() -> dict[str, ast.FunctionDef]:
+    """Each console script's ``main`` as parsed from the module that defines it."""
+    mains = {}
+    for name, target in console_scripts().items():
+        main = getattr(importlib.import_module(target.split(":")[0]), target.split(":")[1])
+        tree = ast.parse(Path(sys.modules[main.__module__].__file__).read_text(encoding="utf-8"))
+        mains[name] = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main")
+    return mains
+
+
+def test_every_command_starts_with_fair_threads():
+    """core/threads.py: each console script sizes its pools from one count before any work."""
+    assert [name for name, function in _mains().items() if _first_call(function) != "fair_threads"] == []
 
 
 def test_the_commands_that_train_keep_freed_memory_and_serving_does_not():
     """core/allocator.py: a training step's freed tensors stay in the heap; a long-lived server
     would hold them for nothing."""
-    keeping = []
-    for name, target in console_scripts().items():
-        main = getattr(importlib.import_module(target.split(":")[0]), target.split(":")[1])
-        tree = ast.parse(Path(sys.modules[main.__module__].__file__).read_text(encoding="utf-8"))
-        function = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main")
-        if "keep_freed_memory" in _called(function):
-            keeping.append(name)
+    keeping = [name for name, function in _mains().items() if "keep_freed_memory" in _called(function)]
     training = [
         "eegfm-benchmark",
         "eegfm-ensemble",

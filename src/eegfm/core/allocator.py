@@ -6,7 +6,8 @@ the kernel on free, and gives back the heap's free top above its trim threshold.
 allocates and frees the same large tensors every step: EEGNet's first activations for a batch of
 64 windows are 25 MB each, several live at once, and at the end of each step the heap's top is
 trimmed, so the next step has the kernel fault in and zero those pages again, 4 kB at a time:
-12,300 page faults a step and a fifth of its time on one core (``benchmarks/allocator.py``). A
+about 12,800 page faults a step and nearly a quarter of its time on one core
+(``benchmarks/allocator.py``: 125 ms a step against 96 ms with the memory kept). A
 60-person ``folder`` benchmark spent 279 s of its 2,571 s of CPU in the kernel, most of it there.
 
 :func:`keep_freed_memory` fixes the mmap threshold at the 32 MB glibc's sliding rule ends at and
