@@ -4,7 +4,8 @@ Each job runs in a fresh process on ``--threads`` (1) torch thread(s), as a ``fo
 job-pool worker does, once with ``EEGFM_MALLOC=keep`` (the default of the commands that train,
 ``core/allocator.py``) and once with ``EEGFM_MALLOC=glibc``: ``--steps`` (40) timed steps after 3
 to warm up, best of ``--rounds`` (2). Jobs: EEGNet-8,2 on a batch of 64 five-second 19-channel
-windows at 128 Hz (the benchmark's baseline), and the ``tiny`` encoder's pretraining step on 32
+windows at 128 Hz (braindecode's module called directly: 25 MB activations a layer; the baseline
+itself now trains factored, ``benchmarks/eegnet_step.py``), and the ``tiny`` encoder's pretraining step on 32
 five-second windows. For each: ms a step, minor page faults a step (the kernel faulting freed
 memory back in), and glibc's time over eegfm's.
 

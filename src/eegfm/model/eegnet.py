@@ -5,7 +5,8 @@ resampled to 128 Hz and divided by one fixed constant. The benchmark trains it
 - Input: each window resampled to :data:`MODEL_SFREQ` (polyphase anti-aliasing filter along its
   time axis only) and its uV divided by :data:`SCALE_UV`: no statistic spans windows, so a held-out
   subject's windows never shape another window's input.
-- Network: EEGNet-8,2 (F1 8, D 2, F2 16), a temporal kernel of half a second; its output is logits.
+- Network: EEGNet-8,2 (F1 8, D 2, F2 16), a temporal kernel of half a second; its output is logits,
+  computed in ``model.eegnet_factored``'s order (the same network, 3x cheaper to train on CPU).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from braindecode.models import EEGNetv4
 from scipy.signal import resample_poly
 
 from eegfm.contract.schema import SFREQ
+from eegfm.model import eegnet_factored
 
 # Preprocessed EEG has a standard deviation near 10 uV; one fixed divisor puts it near unit scale
 # without any statistic of the data (a per-set mean or std would read held-out windows).
@@ -49,9 +51,11 @@ def build_model(n_chans: int, n_times: int, n_classes: int, drop_prob: float) ->
 @torch.no_grad()
 def logits_of(model: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Eval-mode logits: batch norm uses the training split's running statistics and each window
-    is predicted on its own, whatever else is in the batch."""
+    is predicted on its own, whatever else is in the batch (``model.eegnet_factored``'s order)."""
     model.eval()
-    return torch.cat([model(part) for part in x.split(batch)]) if len(x) else torch.zeros((0, 0))
+    return (
+        torch.cat([eegnet_factored.forward(model, part) for part in x.split(batch)]) if len(x) else torch.zeros((0, 0))
+    )
 
 
 def probabilities(model: torch.nn.Module, eeg: np.ndarray, n_classes: int) -> np.ndarray:
