@@ -776,6 +776,26 @@ def test_interrupted_run_resumes_to_the_same_model(pretrained, hms_data, tmp_pat
     assert report["val"]["kl"] == pytest.approx(json.loads((tmp_path / "whole" / "eval.json").read_text())["val"]["kl"])
 
 
+def test_a_moving_average_of_the_weights_is_validated_saved_and_resumed(pretrained, hms_data, tmp_path):
+    common = ["--set", "temperature_scaling=false", "--set", "ema_decay=0.5"]  # two steps, evaluated after the second
+    assert _inline(pretrained, hms_data, tmp_path / "pieces", *common, "--stop_after", "1") == PREEMPTED_EXIT_CODE
+    first = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path / "pieces" / "checkpoints"))
+    # after one step the average is that step's weights
+    assert all(torch.equal(first["ema"][k], first["model"][k]) for k in first["model"])
+    assert _inline(pretrained, hms_data, tmp_path / "pieces", *common) == 0
+    last = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path / "pieces" / "checkpoints"))
+    moved = [k for k in last["model"] if not torch.equal(last["model"][k], first["model"][k])]
+    assert moved, "the second step changed no weight"
+    for key in moved:  # decay 0.5: the mean of the two steps' weights
+        assert torch.allclose(last["ema"][key], (first["model"][key] + last["model"][key]) / 2, atol=1e-6), key
+    saved = load_file(str(tmp_path / "pieces" / "model" / "model.safetensors"))
+    assert all(torch.equal(saved[k], last["ema"][k]) for k in saved if k in last["ema"])
+    # resumed from the first step's checkpoint, the run ends where an uninterrupted one does
+    assert _inline(pretrained, hms_data, tmp_path / "whole", *common) == 0
+    whole = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
+    assert whole.keys() == saved.keys() and all(torch.equal(whole[k], saved[k]) for k in whole)
+
+
 @pytest.mark.slow  # two more processes: about 15 s
 def test_torchrun_two_ranks_with_gradual_unfreezing(pretrained, hms_data, tmp_path):
     """DDP as pretraining runs it; unfreezing re-wraps the model (DDP fixes its parameter set)."""

@@ -206,6 +206,8 @@ class FinetuneConfig(RunConfig):
         deeper layers unfreeze, starting from the head alone; empty trains all from the start.
     two_stage_min_votes: hms6: a second stage on windows with at least this many votes.
     early_stopping_patience: evaluations without improvement before stopping; None never stops.
+    ema_decay: above 0, validation, checkpoints and the saved model read an exponential moving
+        average of the weights (``torch.optim.swa_utils``), updated after every step with this decay.
     temperature_scaling: fit a temperature on validation; checkpoints are compared each at its own fitted one.
     val_fraction / test_fraction / split_group: held-out subjects (sites); test is evaluated once.
     corpus_split: the corpus's own split (eval = test, dev = validation), as its benchmarks do.
@@ -237,6 +239,7 @@ class FinetuneConfig(RunConfig):
     unfreeze_unit: str = "epoch"
     two_stage_min_votes: int | None = None
     early_stopping_patience: int | None = None
+    ema_decay: float = 0.0
     val_fraction: float = 0.15
     split_group: str = "subject"
     test_fraction: float = 0.0
@@ -292,6 +295,7 @@ class FinetuneConfig(RunConfig):
         self.early_stopping_patience = check_int(
             "early_stopping_patience", self.early_stopping_patience, 1, INF, optional=True, whole_float=True
         )
+        self.ema_decay = check_float("ema_decay", self.ema_decay, 0, 1, high_inclusive=False)
         self._validate_splits()
         check_bool("temperature_scaling", self.temperature_scaling)
         if regression and self.temperature_scaling:

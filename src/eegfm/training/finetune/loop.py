@@ -246,6 +246,7 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
     while not run.done and run.step < run.total_steps:
         trainable.set_trainable(run)
         result = train_step(run, batches)
+        run.after_step()
         job.steps_here += 1
         interval.add(result)
         job.run_log.count(samples=result.samples)
@@ -280,7 +281,7 @@ def _validate(job: FineTuning, run: Run) -> bool:
     the weights are the best so far."""
     cfg = job.cfg
     logits, target, sites = engine.validate(
-        job.run_log, lambda: collect(run.model, job.val_loader, cfg, job.dist, run.amp_dtype)
+        job.run_log, lambda: collect(run.validated, job.val_loader, cfg, job.dist, run.amp_dtype)
     )
     val = evaluate(logits, target, cfg, unwrap(run.model).head, job.plan.prior, calibrated=cfg.temperature_scaling)
     is_best = val["metric"] < run.best_metric

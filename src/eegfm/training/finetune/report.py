@@ -119,11 +119,14 @@ def selective_of(
 
 
 def best_weights(output: Path, dist: Dist) -> dict[str, torch.Tensor] | None:
-    """The model weights of the ``best`` checkpoint (rank 0 reads, every rank receives)."""
+    """The weights of the ``best`` checkpoint, their moving average where the run kept one
+    (``ema_decay``: what was validated); rank 0 reads, every rank receives."""
     state = None
     if dist.is_main:
         path = ckpt.best_checkpoint(output / "checkpoints")
-        state = None if path is None else ckpt.load_checkpoint(path, map_location="cpu")["model"]
+        if path is not None:
+            saved = ckpt.load_checkpoint(path, map_location="cpu")
+            state = saved.get("ema", saved["model"])
     return dist.broadcast_object(state)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from eegfm.core.logs import get_logger
 from eegfm.model.modeling import EEGFMModel
@@ -51,6 +52,16 @@ class Run(TrainState):
     bad_evals: int = 0
     unfreeze: int = -1  # the applied unfreeze level (-1: none yet)
     done: bool = False  # the stage finished (all epochs, or early stopping)
+    ema: AveragedModel | None = None  # the weights' moving average (``ema_decay``), what is validated
+
+    @property
+    def validated(self) -> torch.nn.Module:
+        """The weights validation, checkpoints' ``best`` and the saved model read."""
+        return self.model if self.ema is None else self.ema.module
+
+    def after_step(self) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(unwrap(self.model))
 
     def seed_parts(self) -> tuple[int, ...]:
         return (self.cfg.seed, self.dist.rank, self.stage.index, self.step)
@@ -78,6 +89,8 @@ class Run(TrainState):
             "bad_evals": self.bad_evals,
             "done": self.done,
             "plan": self.plan.to_dict(),
+            # the average's own weights, which ``report.best_weights`` prefers to the model's
+            **({} if self.ema is None else {"ema": self.ema.module.state_dict(), "ema_n": int(self.ema.n_averaged)}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -85,6 +98,9 @@ class Run(TrainState):
         self.offset = int(state["offset"])
         self.step = int(state["step"]) - self.offset
         self.bad_evals, self.done = int(state["bad_evals"]), bool(state["done"])
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["ema"])
+            self.ema.n_averaged.fill_(int(state["ema_n"]))
 
 
 def build_run(
@@ -144,4 +160,7 @@ def build_run(
         total_steps=total,
         offset=offset,
         best_metric=best_metric,
+        ema=AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        if cfg.ema_decay
+        else None,
     )
