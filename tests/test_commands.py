@@ -184,7 +184,8 @@ def test_every_command_starts_with_fair_threads():
 
 def test_the_commands_that_train_keep_freed_memory_and_serving_does_not():
     """core/allocator.py: a training step's freed tensors stay in the heap; a long-lived server
-    would hold them for nothing."""
+    would hold them for nothing. (The preprocessing job's workers keep theirs from their DoFns'
+    setup: tests/pipelines/job/test_stages.py.)"""
     keeping = [name for name, function in _mains().items() if "keep_freed_memory" in _called(function)]
     training = [
         "eegfm-benchmark",

@@ -15,6 +15,7 @@ import sys
 
 # Only what the parser needs: --help, a usage error and shell completion load no Beam, scipy or
 # readers (tests/test_commands.py); the job is ``launcher``, imported by run().
+from eegfm.core.final_collection import skip_final_collection
 from eegfm.core.process_tree import Stopped
 from eegfm.core.threads import fair_threads
 from eegfm.pipelines.job.local_job import BeamJobFailed
@@ -35,6 +36,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     fair_threads()  # before any work: core/threads.py
+    skip_final_collection()  # Beam's imports cost 0.4 s at exit otherwise: core/final_collection.py
     try:
         run(argv)
     except Stopped as err:

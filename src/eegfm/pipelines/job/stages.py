@@ -24,6 +24,7 @@ from apache_beam.metrics import Metrics
 from threadpoolctl import threadpool_limits
 
 from eegfm.contract import layout, schema
+from eegfm.core.allocator import keep_freed_memory
 from eegfm.core.logs import get_logger
 from eegfm.core.run_lock import check_run_lock
 from eegfm.core.stores import is_remote
@@ -67,9 +68,11 @@ class _WhileHeld:
 
 
 class _OneBlasThread(beam.DoFn):
-    """A numeric DoFn: the runner already runs a worker per core, and a threaded BLAS rounds differently."""
+    """A numeric DoFn: the runner already runs a worker per core, and a threaded BLAS rounds differently.
+    Its worker keeps freed memory for the next recording (``core/allocator.py``)."""
 
     def setup(self):
+        keep_freed_memory()
         self._blas = threadpool_limits(limits=1, user_api="blas")
 
     def teardown(self):
