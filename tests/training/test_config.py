@@ -173,6 +173,7 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
         (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
         (["mode=frozen"], r"mode: expected one of 'linear', 'adapter', 'full'; got 'frozen'"),
         (["head_init=zeros"], r"head_init: expected one of 'prior', 'probe'; got 'zeros'"),
+        (["probe_chosen_by=test"], r"probe_chosen_by: expected one of 'cv', 'validation'; got 'test'"),
         (
             ["task=regression", "loss=null", "temperature_scaling=false", "head_init=probe"],
             r"head_init: 'probe' fits a classifier; task 'regression' takes 'prior'",

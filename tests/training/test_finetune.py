@@ -605,6 +605,74 @@ def test_a_probe_head_is_the_logistic_regression_of_the_frozen_embedding_and_is_
     np.testing.assert_allclose(head, expected, atol=2e-3)
 
 
+def test_a_probe_chosen_by_validation_takes_the_c_of_lowest_validation_log_loss(pretrained, hms_data, tmp_path):
+    """probe_chosen_by validation: C is the grid's C whose regression of the training windows has
+    the lowest log loss on the validation people's vote distributions, computed here with
+    scikit-learn on the saved model's own embedding."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from eegfm.evaluation.comparison.windows import load_windows
+    from eegfm.model import linear_fit
+
+    out = tmp_path / "probe-val"
+    flags = [
+        "--set",
+        "head_init=probe",
+        "--set",
+        "probe_chosen_by=validation",
+        "--set",
+        "model_overrides={modalities: []}",
+    ]
+    assert _inline(pretrained, hms_data, out, "--mode", "linear", *flags) == 0
+    run = json.loads((out / "run.json").read_text())
+    record = run["probe_head"]
+    assert record["chosen_by"] == f"log loss on the {len(run['split']['val'])} validation people"
+    assert "cv_loss" not in record and len(record["validation_loss"]) == len(linear_fit.C_GRID)
+
+    model = EEGFMModel.from_pretrained(out / "model").eval()
+    windows = load_windows(str(hms_data), FINETUNE_TASKS["hms6"])
+
+    def embedded(split: str):
+        part = windows.where(np.isin(windows.subject, run["split"][split]))
+        with torch.no_grad():
+            features = model.forward_features(
+                torch.as_tensor(part.eeg), channel_mask=torch.as_tensor(part.channel_mask)
+            )
+            read = model.head.probe_features(features).double().numpy()
+        return read, part.votes / part.votes.sum(1, keepdims=True), part
+
+    (x_train, votes, train), (x_val, val_votes, _) = embedded("train"), embedded("val")
+    x, y, weight, _ = linear_fit.soft_rows(x_train, votes, train.subject)
+    losses = {}
+    for c in linear_fit.C_GRID:
+        scaler = StandardScaler().fit(x, sample_weight=weight)
+        regression = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(x), y, sample_weight=weight)
+        probabilities = np.full(val_votes.shape, 1e-12)
+        probabilities[:, regression.classes_] = regression.predict_proba(scaler.transform(x_val))
+        losses[c] = float(-(val_votes * np.log(np.clip(probabilities, 1e-12, 1))).sum() / val_votes.sum())
+    for c, loss in losses.items():
+        assert record["validation_loss"][f"{c:g}"] == pytest.approx(loss, abs=2e-3)
+    assert record["C"] == min(losses, key=losses.get)
+
+
+def test_validation_windows_take_the_training_windows_covariance_coordinates(hms_data):
+    """CovarianceCoordinates.of: other windows go where the training windows' design put them, under
+    each metric (the chart or whitening fitted on the training windows)."""
+    from eegfm.evaluation.comparison.windows import load_windows
+    from eegfm.model.band_powers import head_spectral_features
+    from eegfm.training.finetune.probe_head import covariance_coordinates
+
+    windows = load_windows(str(hms_data), FINETUNE_TASKS["hms6"])
+    eeg, mask = torch.as_tensor(windows.eeg[:48]), torch.as_tensor(windows.channel_mask[:48])
+    vectors = head_spectral_features(eeg, 256.0, mask, powers=False, covariances=True).double().numpy()
+    for metric in ("logeuclid", "riemann"):
+        coordinates = covariance_coordinates(vectors[:32], metric)
+        np.testing.assert_allclose(coordinates.of(vectors[:32]), coordinates.design, atol=1e-6)
+        assert coordinates.of(vectors[32:]).shape == (16, vectors.shape[1])
+        assert not np.allclose(coordinates.of(vectors[32:]), covariance_coordinates(vectors[32:], metric).design)
+
+
 def test_the_affine_invariant_coordinates_the_probe_fits_are_what_the_whitened_graph_computes(hms_data):
     """The probe's riemann coordinates (from the graph's vectors at the identity) and the graph's
     own vectors once its whitening holds the training windows' Riemannian mean: the same numbers,

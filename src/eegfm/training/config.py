@@ -25,6 +25,7 @@ from eegfm.training.config_choices import (
     HEAD_INITS,
     LOSSES,
     PRECISIONS,
+    PROBE_CHOOSERS,
     SPLIT_GROUPS,
     TASK_HEADS,
     UNFREEZE_UNITS,
@@ -199,6 +200,9 @@ class FinetuneConfig(RunConfig):
         the cross-validation choosing among them and none: ``logeuclid`` (at the training windows'
         log-Euclidean mean, a linear map of the graph's vectors) and ``riemann`` (at their
         affine-invariant mean, which the head's whitening buffer then holds).
+    probe_chosen_by: who chooses the probe's C and inputs: ``cv`` (log loss of cross-validation
+        grouped by person over the training people) or ``validation`` (log loss on the run's
+        validation people, as the benchmark's readout and baselines choose theirs).
     loss: None is the head's own (hms6 KL, binary BCE, multiclass CE, regression MSE); else ``kl``
         (hms6), ``ce`` or ``focal``; label_smoothing applies to ce/focal.
     class_weights: ``none``, ``balanced`` (inverse training frequency) or one weight per class.
@@ -229,6 +233,7 @@ class FinetuneConfig(RunConfig):
     mode: str = "full"
     head_init: str = "prior"
     probe_covariance_metrics: list[str] = dataclasses.field(default_factory=lambda: ["logeuclid"])
+    probe_chosen_by: str = "cv"
     adapter_kind: str = "lora"
     adapter_rank: int = 8
     loss: str | None = None
@@ -267,6 +272,7 @@ class FinetuneConfig(RunConfig):
         if self.head_init == "probe" and self.task == "regression":
             raise ConfigError("head_init: 'probe' fits a classifier; task 'regression' takes 'prior'")
         self._validate_probe_covariance_metrics()
+        check_option("probe_chosen_by", self.probe_chosen_by, PROBE_CHOOSERS)
         check_option("adapter_kind", self.adapter_kind, ADAPTER_KINDS)
         self.adapter_rank = check_int("adapter_rank", self.adapter_rank, 1, 4096, whole_float=True)
         regression = self.task == "regression"

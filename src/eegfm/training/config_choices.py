@@ -11,6 +11,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 BACKENDS = ("auto", "gloo", "nccl", "horovod")
 FINETUNE_MODES = ("linear", "adapter", "full")
 HEAD_INITS = ("prior", "probe")  # a new head: random at the class prior, or fitted as a linear probe
+# who chooses a probe head's C and inputs: the training people's grouped CV, or the validation people
+PROBE_CHOOSERS = ("cv", "validation")
 LOSSES = ("kl", "ce", "focal")
 SPLIT_GROUPS = ("subject", "site")
 UNFREEZE_UNITS = ("epoch", "step")

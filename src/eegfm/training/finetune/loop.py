@@ -209,8 +209,12 @@ def _probe_head(
     if not new_head:
         log.info("head_init probe: the head is the saved model's (or the checkpoint's), kept as it is")
         return None
-    loader = setup.split_loader(cfg, dist, data, plan, "train", unwrap(model).config.patch_size)
-    return probe_head.fit_probe_head(unwrap(model), loader, cfg, dist)
+    patch_size = unwrap(model).config.patch_size
+    loader = setup.split_loader(cfg, dist, data, plan, "train", patch_size)
+    val_loader = None
+    if cfg.probe_chosen_by == "validation":
+        val_loader = setup.split_loader(cfg, dist, data, plan, "val", patch_size)
+    return probe_head.fit_probe_head(unwrap(model), loader, cfg, dist, val_loader)
 
 
 def _check_run(cfg: FinetuneConfig, dist: Dist, record_task: str | None) -> str:

@@ -23,7 +23,9 @@ ends there; in ``full`` mode fine-tuning starts from the probe's answer instead 
 
 ``C`` (and whether, and under which metric, to read the covariances) is chosen by
 cross-validation grouped by person over the training people (log loss), not on the validation
-people: they choose when to stop, and a handful of them are noise for a second choice. The fit
+people: they choose when to stop, and a handful of them are noise for a second choice. With
+``probe_chosen_by: validation`` the validation people choose, as they choose the benchmark's
+readout and baselines. The fit
 runs on rank 0 and its weights are broadcast; every rank embeds its shard.
 """
 
@@ -99,6 +101,29 @@ class CovarianceCoordinates:
     chart: np.ndarray | None = None
     whitening: np.ndarray | None = None
 
+    def of(self, vectors: np.ndarray) -> np.ndarray:
+        """Other windows' covariance inputs (validation's) in the same coordinates as ``design``."""
+        if self.chart is not None:
+            return vectors @ self.chart
+        return _whitened(vectors, self.whitening)
+
+
+def _bands(vectors: np.ndarray, n_bands: int) -> list[tuple[slice, np.ndarray]]:
+    """Each band's columns and its windows' shrunk co-spectral matrices, as the graph holds them."""
+    width = vectors.shape[1] // n_bands
+    columns = [slice(band * width, (band + 1) * width) for band in range(n_bands)]
+    return [(c, expm(unupper(vectors[:, c]))) for c in columns]
+
+
+def _whitened(vectors: np.ndarray, whitening: np.ndarray) -> np.ndarray:
+    """Each band's matrices moved by its whitening [bands, C, C], their logarithms' upper triangles."""
+    design = np.zeros_like(vectors)
+    for (columns, shrunk), band_whitening in zip(_bands(vectors, len(whitening)), whitening, strict=True):
+        with torch.no_grad():
+            moved = spd.at_reference(torch.from_numpy(shrunk), torch.from_numpy(band_whitening))
+            design[:, columns] = spd.upper_triangle(spd.log_spd(moved)).numpy()
+    return design
+
 
 def covariance_coordinates(vectors: np.ndarray, metric: str, n_bands: int = len(COVARIANCE_BANDS)):
     """:class:`CovarianceCoordinates` of the training windows' covariance inputs ``vectors`` [N, F]
@@ -107,17 +132,8 @@ def covariance_coordinates(vectors: np.ndarray, metric: str, n_bands: int = len(
     if metric == "logeuclid":
         chart = log_euclidean_chart(vectors, n_bands)
         return CovarianceCoordinates(metric, vectors @ chart, chart=chart)
-    width = vectors.shape[1] // n_bands
-    design, whitening = np.zeros_like(vectors), []
-    for band in range(n_bands):
-        columns = slice(band * width, (band + 1) * width)
-        shrunk = expm(unupper(vectors[:, columns]))  # the graph's shrunk co-spectral matrices
-        band_whitening = invsqrtm(mean_riemann(shrunk))
-        with torch.no_grad():
-            moved = spd.at_reference(torch.from_numpy(shrunk), torch.from_numpy(band_whitening))
-            design[:, columns] = spd.upper_triangle(spd.log_spd(moved)).numpy()
-        whitening.append(band_whitening)
-    return CovarianceCoordinates(metric, design, whitening=np.stack(whitening))
+    whitening = np.stack([invsqrtm(mean_riemann(shrunk)) for _, shrunk in _bands(vectors, n_bands)])
+    return CovarianceCoordinates(metric, _whitened(vectors, whitening), whitening=whitening)
 
 
 def _candidates(groups: dict[str, slice], metrics: list[str]) -> list[tuple[tuple[str, ...], str | None]]:
@@ -135,12 +151,32 @@ def _candidate_name(inputs: tuple[str, ...], metric: str | None) -> str:
     return "+".join(inputs) + (f" ({metric})" if metric else "")
 
 
-def _fit(features, target, subjects: list[str], cfg: FinetuneConfig, n_classes: int, groups: dict[str, slice]):
+@dataclasses.dataclass(frozen=True)
+class Windows:
+    """The frozen encoder's head inputs of a split's windows: ``features`` [N, D], their targets
+    and people."""
+
+    features: np.ndarray
+    target: np.ndarray
+    subjects: list[str]
+
+
+def _with_coordinates(features: np.ndarray, covariances: slice | None, coordinates, training: bool) -> np.ndarray:
+    """``features`` with the covariance columns in ``coordinates`` (None: as they are)."""
+    if coordinates is None:
+        return features
+    moved = features.copy()
+    moved[:, covariances] = coordinates.design if training else coordinates.of(features[:, covariances])
+    return moved
+
+
+def _fit(train: Windows, cfg: FinetuneConfig, n_classes: int, groups: dict[str, slice], validation: Windows | None):
     """The fitted head's (weight [K, D], bias [K]), its record and the covariances' whitening
-    (None unless chosen): for each candidate (:func:`_candidates`) the C of lowest grouped-CV loss,
-    and the candidate of lowest loss; the inputs left out get zero weights."""
-    distributions = _distributions(target, cfg, n_classes)
-    x, y, weight, people = linear_fit.soft_rows(features, distributions, np.asarray(subjects))
+    (None unless chosen): for each candidate (:func:`_candidates`) the C of lowest log loss, by the
+    training people's grouped CV or, given ``validation``, on its people; and the candidate of lowest
+    loss; the inputs left out get zero weights."""
+    distributions = _distributions(train.target, cfg, n_classes)
+    x, y, weight, people = linear_fit.soft_rows(train.features, distributions, np.asarray(train.subjects))
     if len(set(y.tolist())) < 2:
         raise ConfigError(
             f"head_init: 'probe' fits a logistic regression on the training windows; they carry "
@@ -149,23 +185,30 @@ def _fit(features, target, subjects: list[str], cfg: FinetuneConfig, n_classes: 
     weight, balanced = _row_weights(y, weight, cfg)
     covariances = groups.get("covariances")
     coordinates = {
-        m: covariance_coordinates(features[:, covariances], m) for m in cfg.probe_covariance_metrics if covariances
+        m: covariance_coordinates(train.features[:, covariances], m)
+        for m in cfg.probe_covariance_metrics
+        if covariances
     }
     choices = {}
     for inputs, metric in _candidates(groups, cfg.probe_covariance_metrics):
-        design = x
-        if metric is not None:  # the same rows, the covariance columns in the metric's coordinates
-            design = features.copy()
-            design[:, covariances] = coordinates[metric].design
-            design = linear_fit.soft_rows(design, distributions, np.asarray(subjects))[0]
-        columns = np.concatenate([np.arange(features.shape[1])[groups[g]] for g in inputs])
-        c, losses = linear_fit.c_by_grouped_cv(design[:, columns], y, weight, people, balanced, FOLDS)
+        chart = coordinates.get(metric)
+        design = x if chart is None else linear_fit.soft_rows(
+            _with_coordinates(train.features, covariances, chart, True), distributions, np.asarray(train.subjects)
+        )[0]  # fmt: skip
+        columns = np.concatenate([np.arange(train.features.shape[1])[groups[g]] for g in inputs])
+        if validation is None:
+            c, losses = linear_fit.c_by_grouped_cv(design[:, columns], y, weight, people, balanced, FOLDS)
+        else:
+            val_x = _with_coordinates(validation.features, covariances, chart, False)[:, columns]
+            val_target = _distributions(validation.target, cfg, n_classes)
+            losses = linear_fit.validation_losses(design[:, columns], y, weight, val_x, val_target, balanced)
+            c = min(losses, key=losses.__getitem__)
         choices[inputs, metric] = (design, columns, c, losses)
     chosen = min(choices, key=lambda k: choices[k][3].get(choices[k][2], 0.0))  # the first where no CV ran
     design, columns, c, losses = choices[chosen]
     fitted = linear_fit.fit_pipeline(design[:, columns], y, weight, c, balanced)
     chosen_scores, bias = linear_fit.linear_readout_of(fitted, n_classes).class_scores()
-    scores = np.zeros((len(chosen_scores), features.shape[1]))
+    scores = np.zeros((len(chosen_scores), train.features.shape[1]))
     scores[:, columns] = chosen_scores
     (inputs, metric), whitening = chosen, None
     if metric is not None and coordinates[metric].chart is not None:  # chart coordinates -> the graph's
@@ -173,12 +216,16 @@ def _fit(features, target, subjects: list[str], cfg: FinetuneConfig, n_classes: 
     elif metric is not None:
         whitening = coordinates[metric].whitening
     record = {"C": c, "inputs": list(inputs), "covariance_metric": metric}
-    record["chosen_by"] = f"log loss, {FOLDS}-fold CV grouped by person over the training people"
-    record["cv_loss"] = {f"{grid_c:g}": round(loss, 6) for grid_c, loss in losses.items()}  # the choice's spread
-    record["cv_loss_by_inputs"] = {
+    if validation is None:
+        record["chosen_by"] = f"log loss, {FOLDS}-fold CV grouped by person over the training people"
+    else:
+        record["chosen_by"] = f"log loss on the {len(set(validation.subjects))} validation people"
+    loss_name = "cv_loss" if validation is None else "validation_loss"
+    record[loss_name] = {f"{grid_c:g}": round(loss, 6) for grid_c, loss in losses.items()}  # the choice's spread
+    record[f"{loss_name}_by_inputs"] = {
         _candidate_name(*k): round(v[3].get(v[2], float("nan")), 6) for k, v in choices.items()
     }
-    record.update(windows=len(features), people=len(set(subjects)))
+    record.update(windows=len(train.features), people=len(set(train.subjects)))
     return scores, bias, record, whitening
 
 
@@ -192,23 +239,43 @@ def _covariances_at_identity(model: torch.nn.Module) -> None:
         model.config.head_covariance_metric = "logeuclid"
 
 
-def fit_probe_head(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist) -> dict[str, Any]:
+def _gathered(model: torch.nn.Module, loader: EEGLoader | None, cfg: FinetuneConfig, dist: Dist) -> Windows | None:
+    """Every rank's windows of ``loader`` (on rank 0; None elsewhere, and where there are none)."""
+    if loader is None:
+        return None
+    parts = [part for part in dist.gather_objects(_embedded(model, loader, cfg, dist)) if len(part[0])]
+    if not dist.is_main or not parts:
+        return None
+    return Windows(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), [s for p in parts for s in p[2]]
+    )
+
+
+def fit_probe_head(
+    model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist, val_loader: EEGLoader | None = None
+) -> dict[str, Any]:
     """Write a logistic regression of the frozen encoder's training embeddings into ``model``'s
-    new head (module docstring); returns what was chosen (``C``, every C's cross-validated loss,
-    the windows and people). ``cfg`` is validated: its task is a classification."""
+    new head (module docstring); returns what was chosen (``C``, every C's loss, the windows and
+    people). ``cfg`` is validated: its task is a classification. With ``probe_chosen_by:
+    validation`` the choice is made on ``val_loader``'s windows."""
     head = getattr(model, "head", None)
     if not hasattr(head, "probe_features"):
         raise ConfigError(f"head_init: 'probe' needs eegfm's task head (model.heads); {type(model).__name__} has none")
     _covariances_at_identity(model)
     fitted = None
-    parts = [part for part in dist.gather_objects(_embedded(model, loader, cfg, dist)) if len(part[0])]
+    train = _gathered(model, loader, cfg, dist)
+    validation = _gathered(model, val_loader if cfg.probe_chosen_by == "validation" else None, cfg, dist)
     if dist.is_main:
         try:
-            if not parts:
+            if train is None:
                 raise ConfigError("head_init: 'probe' fits the training windows; the training split has none")
-            features, target = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-            subjects = [s for p in parts for s in p[2]]
-            fitted = _fit(features, target, subjects, cfg, max(head.fc.out_features, 2), head.probe_feature_groups())
+            if cfg.probe_chosen_by == "validation" and validation is None:
+                raise ConfigError(
+                    "probe_chosen_by: 'validation' chooses the probe on the validation people; the "
+                    "validation split has no windows (expected val_fraction > 0, or probe_chosen_by: cv)"
+                )
+            groups = head.probe_feature_groups()
+            fitted = _fit(train, cfg, max(head.fc.out_features, 2), groups, validation)
         except ConfigError as err:
             fitted = str(err)
     fitted = dist.broadcast_object(fitted)  # every rank fails alike, none waits
