@@ -161,8 +161,8 @@ ALTERNATIVES = {
 CHOSEN = "linearly probed, or fully fine-tuned where that scores higher on validation in 90 % of draws of its people"
 NETWORK_ALONE = (
     "eegfm's network alone (its head also reads each channel's band powers, and each band's covariances "
-    "where cross-validation over the training people keeps them, and starts as the logistic regression "
-    "of the frozen encoder, C by the same cross-validation): pretrained"
+    "where validation keeps them, and starts as the logistic regression of the frozen encoder, C on "
+    "validation, as the readout's): pretrained"
 )
 
 
