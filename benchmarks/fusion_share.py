@@ -7,9 +7,10 @@ On a labeled benchmark run's output folder (``data/``, ``pretrain/model`` and th
 ``--shares`` their fusion (``model.fused.fuse``: the weighted geometric mean, ``w`` on the
 network). For each share: the mean over seeds of the validation balanced accuracy, AUROC, AUPRC and
 KL, and the score the benchmark ranks runs by (``choice.score``: the mean of the first three).
-Share 0 is the ``spectral_readout`` row, 0.25 the ``eegfm`` row (``spectral_stack.FUSION_WEIGHT``)
-and 1 the full fine-tuning's network alone. Also the share each of two rules would choose: the
-lowest validation KL, and the highest score.
+Share 0 is the ``spectral_readout`` row and 1 the full fine-tuning's network alone. Also the share
+each of two rules would choose: the lowest validation KL, and the highest score; and the share the
+benchmark's ``eegfm`` row takes (``spectral_stack.choose_share``: of ``FUSION_SHARES``, the lowest
+validation log loss).
 
     python benchmarks/fusion_share.py OUTPUT [--task eegmat_rest_task] [--shares 0 0.25 0.5 0.75 1]
 
@@ -65,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     networks = [network_probabilities(f / "model", validation.eeg, validation.channel_mask) for f in folders]
     target = baselines.targets(validation, n_classes)
     prior = baselines.targets(train, n_classes).mean(0)
-    table = share_table(networks, readout.probabilities(validation.eeg, validation.channel_mask), target, prior,
-                        args.shares)  # fmt: skip
+    readout_probs = readout.probabilities(validation.eeg, validation.channel_mask)
+    table = share_table(networks, readout_probs, target, prior, args.shares)
     result = {
         "output": str(args.output),
         "seeds": [f.name for f in folders],
         "validation_people": int(len(np.unique(validation.subject.astype(str)))),
         "readout": chosen,
-        "benchmark_share": spectral_stack.FUSION_WEIGHT,
+        "benchmark_share": spectral_stack.choose_share(networks, readout_probs, target, balanced=True)[0],
         "shares": {str(share): row for share, row in table.items()},
         "lowest_kl_share": min(table, key=lambda s: (table[s]["kl"], s)),
         "highest_score_share": max(table, key=lambda s: (table[s]["score"], -s)),

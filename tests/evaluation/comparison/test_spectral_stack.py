@@ -86,6 +86,30 @@ def test_a_fusion_weight_outside_zero_to_one_is_refused():
         fuse([half, half], [0.5, 0.6])
 
 
+def _noisy(target: np.ndarray, sharpness: float, seed: int) -> np.ndarray:
+    """Class probabilities that lean towards ``target`` by ``sharpness`` (0: none), with noise."""
+    logits = sharpness * target + np.random.default_rng(seed).normal(0, 1, target.shape)
+    return np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+
+
+def test_validation_gives_the_network_the_share_its_log_loss_earns():
+    """choose_share: a network that predicts the validation windows better than the readout takes
+    all of the fusion; one that adds nothing keeps the smallest share; each share's loss is the mean
+    over the seeds' networks of the fused log loss, recomputed here."""
+    target = np.eye(2)[np.random.default_rng(0).integers(0, 2, 400)]
+    readout = _noisy(target, 1.0, seed=1)
+    strong = [_noisy(target, 4.0, seed=s) for s in (2, 3, 4)]
+    share, losses = spectral_stack.choose_share(strong, readout, target, balanced=True)
+    assert share == 1.0 and list(losses) == list(spectral_stack.FUSION_SHARES)
+    expected = np.mean([linear_fit.log_loss(fuse([n, readout], [0.5, 0.5]), target, True) for n in strong])
+    assert losses[0.5] == pytest.approx(expected)
+    assert losses[1.0] < losses[0.75] < losses[0.5] < losses[0.25]
+    chance = [np.full_like(target, 0.5) for _ in range(3)]  # adds nothing: the readout keeps three quarters
+    assert spectral_stack.choose_share(chance, readout, target, balanced=True)[0] == 0.25
+    # equal losses (the readout and the network the same) go to the smallest share
+    assert spectral_stack.choose_share([readout], readout, target, balanced=False)[0] == 0.25
+
+
 def test_the_readout_is_fitted_on_the_training_windows_alone(encoder_dir):
     train = alpha_windows([0, 1] * 12, (3.0, 12.0), seed=7)
     validation = alpha_windows([1, 0] * 4, (3.0, 12.0), seed=8, split="dev")  # its labels contrary

@@ -20,7 +20,7 @@ from eegfm.core.job_pool import WAITING, JobPool, plan
 from eegfm.evaluation.comparison import baselines, deep_baselines, spectral_stack, tangent_space
 from eegfm.evaluation.comparison.runs import pretrain_folder
 from eegfm.evaluation.comparison.windows import WindowSet
-from eegfm.model.fused import FusedModel, Part, Readout
+from eegfm.model.fused import FusedModel, Part, Readout, network_probabilities
 
 
 @dataclasses.dataclass
@@ -95,6 +95,11 @@ class Context:
             weights = self._eegnet_fits.result()
         return [fit.network() for fit in weights]
 
+    @functools.cached_property
+    def recipe_share(self) -> tuple[float, dict[str, Any]]:
+        """The eegfm networks' share of the recipe's fusion and what chose it (:func:`_share`)."""
+        return _share(_recipe_networks(self), self)
+
     def network_folders(self, method: str) -> list[Path]:
         """The model folders of ``method``'s runs, one per seed."""
         return [Path(run["run"]) / "model" for run in self.reports[method]["corpus"]]
@@ -148,25 +153,51 @@ def spectral_readout(context: Context) -> Fitted:
     return Fitted([context.model([_readout_part(context)])], context.readout[1])
 
 
-def _stacked(network: Part, context: Context) -> FusedModel:
-    weight = spectral_stack.FUSION_WEIGHT
-    network = dataclasses.replace(network, weight=weight)
-    return context.model([network, _readout_part(context, 1.0 - weight)])
+def _validation_probabilities(part: Part, context: Context) -> np.ndarray:
+    validation = context.validation
+    if part.kind == "network":
+        found = [network_probabilities(f, validation.eeg, validation.channel_mask) for f in part.folders]
+        return np.mean(found, axis=0)
+    return part.probabilities(validation.eeg, validation.channel_mask, context.n_classes)
+
+
+def _share(networks: list[Part], context: Context) -> tuple[float, dict[str, Any]]:
+    """The networks' share of their fusion with the readout (``spectral_stack.choose_share``, on
+    validation) and what chose it, beside the readout's own choice."""
+    readout = _validation_probabilities(_readout_part(context), context)
+    target = baselines.targets(context.validation, context.n_classes)
+    found = [_validation_probabilities(part, context) for part in networks]
+    share, losses = spectral_stack.choose_share(found, readout, target, context.balanced)
+    spread = {f"{w:g}": round(loss, 6) for w, loss in losses.items()}
+    return share, {**context.readout[1], "network_share": share, "share_validation_loss": spread}
+
+
+def _stacked(networks: list[Part], share: float, context: Context) -> list[FusedModel]:
+    readout = _readout_part(context, 1.0 - share)
+    return [context.model([dataclasses.replace(network, weight=share), readout]) for network in networks]
 
 
 def eegnet_stack(context: Context) -> Fitted:
-    return Fitted([_stacked(_eegnet_part([fit], 1.0), context) for fit in context.eegnets], context.readout[1])
+    networks = [_eegnet_part([fit], 1.0) for fit in context.eegnets]
+    share, chosen = _share(networks, context)
+    return Fitted(_stacked(networks, share, context), chosen)
+
+
+def _recipe_networks(context: Context) -> list[Part]:
+    return [Part("network", 1.0, folders=[folder]) for folder in context.network_folders("eegfm")]
 
 
 def recipe(context: Context) -> Fitted:
-    folders = context.network_folders("eegfm")
-    models = [_stacked(Part("network", 1.0, folders=[folder]), context) for folder in folders]
-    return Fitted(models, context.readout[1])
+    networks = _recipe_networks(context)
+    share, chosen = context.recipe_share
+    return Fitted(_stacked(networks, share, context), chosen)
 
 
 def recipe_ensemble(context: Context) -> Fitted:
-    folders = context.network_folders("eegfm")
-    return Fitted([_stacked(Part("network", 1.0, folders=folders), context)], context.readout[1])
+    """The seeds' networks' mean, fused at the share the seeds' own fusions chose (the recipe's)."""
+    share, chosen = context.recipe_share
+    ensemble = Part("network", 1.0, folders=context.network_folders("eegfm"))
+    return Fitted(_stacked([ensemble], share, context), chosen)
 
 
 def network(method: str, context: Context) -> Fitted:

@@ -113,7 +113,8 @@ register(Row("spectral_readout", f"eegfm's readout alone: {READOUT}", "derived",
 register(
     Row(
         "eegnet_stack",
-        "each seed's EEGNet fused with eegfm's readout (weighted geometric mean, 1:3), as the eegfm row",
+        "each seed's EEGNet fused with eegfm's readout (weighted geometric mean, its share on validation), "
+        "as the eegfm row",
         "derived",
         _fit("eegnet_stack"),
         ("eegfm",),
@@ -122,7 +123,8 @@ register(
 register(
     Row(
         "eegfm",
-        f"eegfm: each seed's fine-tuned network (eegfm_model) fused (weighted geometric mean, 1:3) with {READOUT}",
+        f"eegfm: each seed's fine-tuned network (eegfm_model) fused (weighted geometric mean, the network's share "
+        f"of 0.25-1 on validation) with {READOUT}",
         "derived",
         _fit("recipe"),
         ("eegfm",),

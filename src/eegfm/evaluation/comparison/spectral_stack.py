@@ -12,7 +12,8 @@ Two models of one window, fused:
   chosen by validation log loss.
 
 The fusion (``model.fused.fuse``) is the normalised weighted geometric mean of the two class
-distributions (a weighted mean of log-probabilities, :data:`FUSION_WEIGHT` on the network). Why both: on eegmat the
+distributions (a weighted mean of log-probabilities); the network's share is one of
+:data:`FUSION_SHARES`, chosen by validation log loss (:func:`choose_share`). Why both: on eegmat the
 fine-tuned model ranks most people's windows well and misses one validation subject whose rest the
 band powers read correctly; on a simulated group study the difference between the groups is a
 spatially coherent delta source that neither the encoder's embedding nor per-channel powers show
@@ -32,15 +33,17 @@ import numpy as np
 
 from eegfm.evaluation.comparison import baselines, tangent_space
 from eegfm.evaluation.comparison.windows import WindowSet, computed_once
-from eegfm.model.fused import Readout, encoder_embedding
+from eegfm.model.fused import Readout, encoder_embedding, fuse
+from eegfm.model.linear_fit import log_loss
 from eegfm.model.spectral_features import band_power_features
 
-# The fine-tuned network's share of the fusion, the readout's three times as large: the readout is
-# a convex fit whose C validation chooses, the network the member that moves with its seed and can
-# learn the training people. Chosen on validation alone (docs/model-quality.md): on eegmat, with two
-# pretrainings, and on a simulated group study, 0.25 was at or above equal shares on every
-# validation metric, and above the band powers on all three where equal shares were not.
-FUSION_WEIGHT = 0.25
+# The network's shares of the fusion validation chooses between, smallest first: a quarter (the
+# readout's three times as large: it is a convex fit, the network the member that moves with its
+# seed and can learn the training people; on eegmat and a simulated group study 0.25 was at or
+# above equal shares on every validation metric while the network's head was chosen by the
+# training people) up to all of it, where the network alone predicts the validation people best
+# (docs/model-quality.md). Ties go to the smaller share.
+FUSION_SHARES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 # The readout's candidate feature sets, smaller first: validation log loss picks one. The
 # covariances replaced each band's inter-channel correlations (docs/model-quality.md): they hold the
 # same co-variation and each channel's power, and read a simulated group study better.
@@ -78,3 +81,19 @@ def spectral_readout(
     tangent = {m: maps[m][0] for m in features if m in maps}
     readout = Readout(features, fit.linear, tangent, Path(encoder_dir))
     return readout, {"features": name, "C": fit.c}
+
+
+def choose_share(
+    networks: list[np.ndarray], readout: np.ndarray, target: np.ndarray, balanced: bool
+) -> tuple[float, dict[float, float]]:
+    """The network's share of :data:`FUSION_SHARES` whose fusion with ``readout`` [N, C] has the
+    lowest validation log loss against ``target`` [N, C] (distributions; ``balanced``: each
+    class's mean, as the fits weigh them), the mean over ``networks`` (each seed's [N, C]); ties to
+    the smaller share. Also every share's loss: the choice's spread."""
+    losses = {
+        share: float(
+            np.mean([log_loss(fuse([net, readout], [share, 1.0 - share]), target, balanced) for net in networks])
+        )
+        for share in FUSION_SHARES
+    }
+    return min(losses, key=losses.__getitem__), losses
