@@ -108,6 +108,10 @@ def test_validation_gives_the_network_the_share_its_log_loss_earns():
     assert spectral_stack.choose_share(chance, readout, target, balanced=True)[0] == 0.25
     # equal losses (the readout and the network the same) go to the smallest share
     assert spectral_stack.choose_share([readout], readout, target, balanced=False)[0] == 0.25
+    # so do losses closer than SHARE_TIE: both near-perfect, the readout a little less sure
+    sure, surer = 0.9998 * target + 0.0001, 0.99999 * target + 0.000005
+    share, losses = spectral_stack.choose_share([surer], sure, target, balanced=True)
+    assert losses[1.0] < losses[0.25] < losses[1.0] + spectral_stack.SHARE_TIE and share == 0.25
 
 
 def test_the_readout_is_fitted_on_the_training_windows_alone(encoder_dir):

@@ -44,6 +44,10 @@ from eegfm.model.spectral_features import band_power_features
 # training people) up to all of it, where the network alone predicts the validation people best
 # (docs/model-quality.md). Ties go to the smaller share.
 FUSION_SHARES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+# Log losses closer than this (nats a window) are ties: a validation set every share predicts
+# perfectly (a simulated group study: 0.00003 at 0.25, under 0.0000005 from 0.5 on) says nothing
+# about the share, and float rounding would otherwise choose it.
+SHARE_TIE = 1e-3
 # The readout's candidate feature sets, smaller first: validation log loss picks one. The
 # covariances replaced each band's inter-channel correlations (docs/model-quality.md): they hold the
 # same co-variation and each channel's power, and read a simulated group study better.
@@ -88,12 +92,13 @@ def choose_share(
 ) -> tuple[float, dict[float, float]]:
     """The network's share of :data:`FUSION_SHARES` whose fusion with ``readout`` [N, C] has the
     lowest validation log loss against ``target`` [N, C] (distributions; ``balanced``: each
-    class's mean, as the fits weigh them), the mean over ``networks`` (each seed's [N, C]); ties to
-    the smaller share. Also every share's loss: the choice's spread."""
+    class's mean, as the fits weigh them), the mean over ``networks`` (each seed's [N, C]): the
+    smallest share within :data:`SHARE_TIE` of the lowest. Also every share's loss: the choice's spread."""
     losses = {
         share: float(
             np.mean([log_loss(fuse([net, readout], [share, 1.0 - share]), target, balanced) for net in networks])
         )
         for share in FUSION_SHARES
     }
-    return min(losses, key=losses.__getitem__), losses
+    lowest = min(losses.values())
+    return next(share for share in FUSION_SHARES if losses[share] <= lowest + SHARE_TIE), losses
