@@ -7,7 +7,10 @@ it would without it (``python -c "import apache_beam"``: 1.55 s, 1.15 s with the
 :func:`skip_final_collection` registers ``gc.freeze`` to run at exit, so the last collection
 passes over what was alive then. Nothing changes while the command runs (an in-process caller's
 collections are untouched), and exit handlers and finalizers, temporary folders' among them,
-still run. Standard library only.
+still run. ``eegfm-preprocess`` calls it, and so do its Beam workers (from the numeric DoFns'
+``setup``): the local runner waits for each worker process to exit, one after another, and the
+8-copy benchmark's last manifest write came 1.0 s before the summary with two workers, 0.15 s
+after. Standard library only.
 """
 
 from __future__ import annotations

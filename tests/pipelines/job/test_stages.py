@@ -1,5 +1,5 @@
 """The job's stages: the numeric DoFns run with one BLAS thread, and lift the limit after; their
-workers keep freed memory for the next recording."""
+workers keep freed memory for the next recording and exit without the last garbage collection."""
 
 import os
 import platform
@@ -79,3 +79,32 @@ def test_a_numeric_dofns_worker_keeps_freed_memory_for_the_next_recording():
 
     kept, glibc = faults("setup"), faults("none")
     assert kept < 100 < 500 < glibc, (kept, glibc)
+
+
+_EXIT = """
+import os, sys
+from eegfm.pipelines.job.stages import ScoreSpillFn
+from eegfm.pipelines.quality import QualityConfig
+if sys.argv[1] == "setup":
+    ScoreSpillFn(QualityConfig()).setup()
+class Cycle:
+    def __init__(self): self.me = self
+    def __del__(self): os.write(1, b"collected ")
+keep = [Cycle() for _ in range(3)]
+del keep
+"""
+
+
+def test_a_numeric_dofns_worker_exits_without_the_last_collection():
+    """core/final_collection.py: a Beam worker that set the DoFn up skips the interpreter's last
+    garbage collection at exit (Beam waits for each worker to exit, one after another); one that
+    did not collects the cycles left."""
+    src = Path(__file__).resolve().parents[3] / "src"
+
+    def exits(mode: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", _EXIT, mode], env={**os.environ, "PYTHONPATH": str(src)},
+            capture_output=True, text=True, check=True, timeout=120,
+        ).stdout  # fmt: skip
+
+    assert "collected" not in exits("setup") and exits("none").count("collected") == 3

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from eegfm.contract import layout, schema
 from eegfm.core.allocator import keep_freed_memory
+from eegfm.core.final_collection import skip_final_collection
 from eegfm.core.logs import get_logger
 from eegfm.core.run_lock import check_run_lock
 from eegfm.core.stores import is_remote
@@ -69,10 +70,12 @@ class _WhileHeld:
 
 class _OneBlasThread(beam.DoFn):
     """A numeric DoFn: the runner already runs a worker per core, and a threaded BLAS rounds differently.
-    Its worker keeps freed memory for the next recording (``core/allocator.py``)."""
+    Its worker keeps freed memory for the next recording (``core/allocator.py``) and exits without
+    the last garbage collection (``core/final_collection.py``)."""
 
     def setup(self):
         keep_freed_memory()
+        skip_final_collection()
         self._blas = threadpool_limits(limits=1, user_api="blas")
 
     def teardown(self):
