@@ -14,12 +14,11 @@ from eegfm.core.allocator import MALLOC_VARIABLE, keep_freed_memory, malloc_choi
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
-# A step's worth of large arrays, allocated and freed ten times after two to warm up: the minor
-# page faults per step, as the kernel counts them for this process.
+# A step's worth of large arrays, allocated and freed ten times after two to warm up, after
+# ``{setup}``: the minor page faults per step, as the kernel counts them for this process.
 STEPS = """
 import resource, numpy as np
-from eegfm.core.allocator import keep_freed_memory
-keep_freed_memory()
+{setup}
 def step():
     a = np.ones((20 << 20) // 8); b = a * 2.0; return float(b[-1])
 for _ in range(2): step()
@@ -27,12 +26,15 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10): step()
 print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
 """
+KEEP = "from eegfm.core.allocator import keep_freed_memory; keep_freed_memory()"
 
 
-def _faults_per_step(**environ: str) -> float:
+def faults_per_step(setup: str = KEEP, **environ: str) -> float:
+    """The page faults per 40 MB step of a fresh process that first ran ``setup``, with none of
+    glibc's or eegfm's malloc variables but ``environ``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES", MALLOC_VARIABLE))}
     done = subprocess.run(
-        [sys.executable, "-c", STEPS], env={**env, **environ, "PYTHONPATH": str(SRC)},
+        [sys.executable, "-c", STEPS.format(setup=setup)], env={**env, **environ, "PYTHONPATH": str(SRC)},
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     return float(done.stdout.split()[-1])
@@ -42,7 +44,7 @@ def _faults_per_step(**environ: str) -> float:
 def test_a_steps_freed_memory_stays_for_the_next():
     """40 MB allocated and freed a step: glibc's own rule gives its pages back at the end of each
     step and the kernel faults them in again on the next; after :func:`keep_freed_memory` they stay."""
-    kept, glibc = _faults_per_step(), _faults_per_step(**{MALLOC_VARIABLE: "glibc"})
+    kept, glibc = faults_per_step(), faults_per_step(**{MALLOC_VARIABLE: "glibc"})
     assert kept < 100 < 500 < glibc, (kept, glibc)
 
 

@@ -8,13 +8,11 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
-# Objects alive at exit, each in a reference cycle with a finalizer that says it ran: the last
-# collection at exit finds garbage cycles only among objects it still tracks.
+# Objects alive at exit, after ``{setup}``, each in a reference cycle with a finalizer that says it
+# ran: the last collection at exit finds garbage cycles only among objects it still tracks.
 EXIT = """
 import gc, sys, tempfile, os
-from eegfm.core.final_collection import skip_final_collection
-if sys.argv[1] == "skip":
-    skip_final_collection(); skip_final_collection()
+{setup}
 class Cycle:
     def __init__(self): self.me = self
     def __del__(self): os.write(1, b"collected ")
@@ -25,24 +23,26 @@ folder = tempfile.TemporaryDirectory()
 print(folder.name, flush=True)
 del keep
 """
+SKIP = "from eegfm.core.final_collection import skip_final_collection; skip_final_collection(); skip_final_collection()"
 
 
-def _exit(mode: str) -> tuple[str, Path]:
+def exit_of(setup: str) -> tuple[str, Path]:
+    """What a fresh process that first ran ``setup`` printed by its exit, and its temporary folder."""
     done = subprocess.run(
-        [sys.executable, "-c", EXIT, mode], env={"PYTHONPATH": str(SRC)}, capture_output=True, text=True, check=True
-    )
-    lines = done.stdout.split("\n")
-    return done.stdout, Path(lines[1].strip())
+        [sys.executable, "-c", EXIT.format(setup=setup)], env={"PYTHONPATH": str(SRC)},
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return done.stdout, Path(done.stdout.split("\n")[1].strip())
 
 
 def test_the_command_runs_as_ever_and_exit_handlers_still_clean_up():
-    out, folder = _exit("skip")
+    out, folder = exit_of(SKIP)
     assert "frozen before exit: 0" in out  # nothing frozen while the command runs
     assert not folder.exists()  # the temporary folder's finalizer ran at exit
     assert "collected" not in out  # the last collection passed over the cycles alive at exit
 
 
 def test_without_it_the_last_collection_walks_them():
-    out, folder = _exit("plain")
+    out, folder = exit_of("")
     assert "frozen before exit: 0" in out and not folder.exists()
     assert out.count("collected") == 3

@@ -20,7 +20,7 @@ from eegfm.core.job_pool import WAITING, JobPool, plan
 from eegfm.evaluation.comparison import baselines, deep_baselines, spectral_stack, tangent_space
 from eegfm.evaluation.comparison.runs import pretrain_folder
 from eegfm.evaluation.comparison.windows import WindowSet
-from eegfm.model.fused import FusedModel, Part, Readout, network_probabilities
+from eegfm.model.fused import FusedModel, Part, Readout
 
 
 @dataclasses.dataclass
@@ -155,10 +155,8 @@ def spectral_readout(context: Context) -> Fitted:
 
 def _validation_probabilities(part: Part, context: Context) -> np.ndarray:
     validation = context.validation
-    if part.kind == "network":
-        found = [network_probabilities(f, validation.eeg, validation.channel_mask) for f in part.folders]
-        return np.mean(found, axis=0)
-    return part.probabilities(validation.eeg, validation.channel_mask, context.n_classes)
+    alone = context.model([dataclasses.replace(part, weight=1.0)])
+    return alone.probabilities(validation.eeg, validation.channel_mask)
 
 
 def _share(networks: list[Part], context: Context) -> tuple[float, dict[str, Any]]:
