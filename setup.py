@@ -71,6 +71,8 @@ MODEL = pinned("torch", "torch-geometric", "transformers", "safetensors", "onnx"
 MODEL += pinned("braindecode")
 # pyriemann: the benchmarks' tangent-space covariances (the tangent_space_lr baseline and eegfm's readout).
 MODEL += pinned("pyriemann")
+# psutil: the CPU time of a training rank and its loader workers, beside its neighbours' (core/neighbours.py).
+MODEL += pinned("psutil")
 # eegfm-serve: the HTTP API (FastAPI on uvicorn), its metrics and its /docs page's assets (no CDN);
 # ijson parses a JSON recording as a stream: the body is never held as Python objects.
 # edfio: a reviewer's marks as an EDF+ annotations-only file (/v1/marks/{id}/annotations.edf).

@@ -19,6 +19,7 @@ import torch
 
 from eegfm.core.logs import get_logger
 from eegfm.training import run_state
+from eegfm.training.cpu_use import follow_neighbours
 from eegfm.training.run_log import RunLog
 from eegfm.training.run_state import TrainState
 from eegfm.training.steps import backward, optimizer_step, step_seed
@@ -56,6 +57,7 @@ def train_step(run: TrainState, batches: Iterator[Any], forward: Forward) -> Ste
     """One optimizer step over ``grad_accum_steps`` micro-batches of ``batches``; gradients are
     synchronised on the last one only."""
     dist, model, accum = run.dist, run.model, run.cfg.optim.grad_accum_steps
+    follow_neighbours()  # threads from the machine make room for busy neighbours: core/neighbours.py
     run.train_mode()
     means: dict[str, Any] = {}
     minima: dict[str, float] = {}
