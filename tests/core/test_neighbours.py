@@ -10,6 +10,7 @@ import time
 import pytest
 
 from eegfm.core.neighbours import (
+    FIRST_PERIOD_S,
     IGNORED_CORES,
     NeighbourWatch,
     cgroup_busy_s,
@@ -58,13 +59,22 @@ def test_own_time_counts_the_children_and_the_machine_counts_everyone():
 def test_a_watch_reads_the_cores_the_others_kept_busy():
     now, busy, own = [10.0], [100.0], [5.0]
     watch = NeighbourWatch(8, 8, period_s=2.0, busy=lambda: busy[0], own=lambda: own[0], clock=lambda: now[0])
-    assert watch.threads() is None and watch.others_busy is None  # the first look
+    assert watch.threads() is None and watch.others_busy is None  # it read at its start: no period yet
     now[0], busy[0], own[0] = 12.0, 110.0, 9.0  # 10 core-seconds busy, 4 of them its own
     assert watch.threads() == 5 and watch.others_busy == pytest.approx(3.0)
     now[0] = 13.0
     assert watch.threads() is None  # within the period
     unreadable = NeighbourWatch(8, 8, busy=lambda: None)
     assert unreadable.threads() is None and unreadable.threads() is None
+
+
+def test_the_first_decision_comes_a_quarter_second_after_the_start():
+    now, busy = [0.0], [0.0]
+    watch = NeighbourWatch(2, 2, busy=lambda: busy[0], own=lambda: 0.0, clock=lambda: now[0])  # reads at the start
+    now[0], busy[0] = FIRST_PERIOD_S, FIRST_PERIOD_S  # a copy started with it kept a core busy since
+    assert watch.threads() == 1
+    now[0] += FIRST_PERIOD_S  # then once a period
+    assert watch.threads() is None
 
 
 def test_the_container_accounting_is_read_from_cgroup_v2_and_v1(tmp_path):

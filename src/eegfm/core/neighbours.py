@@ -30,6 +30,8 @@ from eegfm.core.machine import cgroup_cpu_limit
 
 IGNORED_CORES = 0.3  # a neighbour's background below this many cores is not worth a thread
 PERIOD_S = 1.0  # how often to look: long enough to average over many kernels, short beside a run
+# The first look comes sooner: copies started together oversubscribe the cores until it.
+FIRST_PERIOD_S = 0.25
 
 
 def free_threads(total: int, share: int, others_busy: float) -> int:
@@ -94,8 +96,9 @@ def busy_clock() -> Callable[[], float | None]:
 
 class NeighbourWatch:
     """Follows the cores the other processes keep busy: :meth:`threads` says, at most every
-    ``period_s``, how many threads this process should use now. ``total``: the cores it shares
-    (the machine's, or its container's quota); ``share``: the most it may use."""
+    ``period_s`` (the first time :data:`FIRST_PERIOD_S` after it is made), how many threads this
+    process should use now. ``total``: the cores it shares (the machine's, or its container's
+    quota); ``share``: the most it may use."""
 
     def __init__(
         self,
@@ -110,12 +113,14 @@ class NeighbourWatch:
         self.busy, self.own, self.clock = busy or busy_clock(), own, clock
         self.others_busy: float | None = None  # cores the others kept busy over the last period
         self._last: tuple[float, float, float] | None = None
+        self.threads()  # the first reading, at the start; the first decision FIRST_PERIOD_S after it
 
     def threads(self) -> int | None:
         """The threads to use now, where a period has passed since the last look; else None (and
         None where the busy time cannot be read)."""
         now = self.clock()
-        if self._last is not None and now - self._last[0] < self.period_s:
+        period = self.period_s if self.others_busy is not None else min(self.period_s, FIRST_PERIOD_S)
+        if self._last is not None and now - self._last[0] < period:
             return None
         busy = self.busy()
         if busy is None:
