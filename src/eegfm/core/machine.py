@@ -52,22 +52,27 @@ class Cpus:
         return f"{self.total} CPUs / {self.local_ranks} local rank(s)"
 
 
-def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> int | None:
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def read_cgroup(root: str, *parts: str) -> str | None:
+    """The stripped text of the cgroup file ``root/parts...``; None where it cannot be read."""
+    try:
+        with open(os.path.join(root, *parts)) as fileobj:
+            return fileobj.read().strip()
+    except OSError:
+        return None
+
+
+def cgroup_cpu_limit(root: str = CGROUP_ROOT) -> int | None:
     """The CPUs a container's CFS quota allows (rounded up), from cgroup v2's ``cpu.max`` or v1's
     ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; None without a quota."""
-
-    def read(*parts: str) -> str | None:
-        try:
-            with open(os.path.join(root, *parts)) as fileobj:
-                return fileobj.read().strip()
-        except OSError:
-            return None
-
-    limit = read("cpu.max")  # v2: "<quota> <period>" or "max <period>"
+    limit = read_cgroup(root, "cpu.max")  # v2: "<quota> <period>" or "max <period>"
     quota, period = limit.split()[:2] if limit and len(limit.split()) >= 2 else (None, None)
     if quota is None:
         for folder in ("cpu", "cpu,cpuacct"):
-            quota, period = read(folder, "cpu.cfs_quota_us"), read(folder, "cpu.cfs_period_us")
+            quota = read_cgroup(root, folder, "cpu.cfs_quota_us")
+            period = read_cgroup(root, folder, "cpu.cfs_period_us")
             if quota is not None and period is not None:
                 break
     try:

@@ -22,11 +22,10 @@ fixes the count, and with it the bits.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 
-from eegfm.core.machine import cgroup_cpu_limit
+from eegfm.core.machine import CGROUP_ROOT, cgroup_cpu_limit, read_cgroup
 
 IGNORED_CORES = 0.3  # a neighbour's background below this many cores is not worth a thread
 PERIOD_S = 1.0  # how often to look: long enough to average over many kernels, short beside a run
@@ -41,23 +40,15 @@ def free_threads(total: int, share: int, others_busy: float) -> int:
     return max(1, min(share, math.floor(total - others_busy + IGNORED_CORES)))
 
 
-def cgroup_busy_s(root: str = "/sys/fs/cgroup") -> float | None:
+def cgroup_busy_s(root: str = CGROUP_ROOT) -> float | None:
     """CPU seconds the container's processes have used: cgroup v2's ``usage_usec``, else v1's
     ``cpuacct.usage`` (nanoseconds); None where neither is readable."""
-    try:
-        with open(os.path.join(root, "cpu.stat")) as fileobj:
-            for line in fileobj:
-                name, _, value = line.partition(" ")
-                if name == "usage_usec":
-                    return int(value) / 1e6
-    except (OSError, ValueError):
-        pass
+    v2 = dict(line.split(" ", 1) for line in (read_cgroup(root, "cpu.stat") or "").splitlines() if " " in line)
+    if v2.get("usage_usec", "").strip().isdigit():
+        return int(v2["usage_usec"]) / 1e6
     for folder in ("cpuacct", "cpu,cpuacct"):
-        try:
-            with open(os.path.join(root, folder, "cpuacct.usage")) as fileobj:
-                return int(fileobj.read()) / 1e9
-        except (OSError, ValueError):
-            continue
+        if (v1 := read_cgroup(root, folder, "cpuacct.usage") or "").isdigit():
+            return int(v1) / 1e9
     return None
 
 
