@@ -123,3 +123,39 @@ def test_reliability_diagram_is_a_png(tmp_path):
 
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size == (672, 768)
+
+
+def test_the_class_weighted_metric_keeps_the_checkpoint_balanced_accuracy_prefers():
+    """With a rare class, the plain loss keeps the weights that lean to the common class; the loss
+    weighted as a class-balanced run trains keeps those that score each class best."""
+    from types import SimpleNamespace
+
+    from eegfm.metrics.losses import balanced_class_weights
+
+    rng = np.random.default_rng(7)
+    labels = (rng.random(4000) < 0.2).astype(np.int64)  # one window in five is the rare class
+    evidence = np.where(labels == 1, 1.0, -1.0) + rng.normal(0.0, 1.2, size=len(labels))
+    target = torch.from_numpy(_one_hot(labels, 2))
+    cfg = SimpleNamespace(task="binary", head="multiclass")
+
+    def logits(bias: float) -> torch.Tensor:
+        return torch.from_numpy(np.stack([np.zeros_like(evidence), 1.6 * evidence + bias], 1))
+
+    leaning, centred = logits(-1.4), logits(0.0)  # the same ranking, two decision points
+    weights = balanced_class_weights(target.sum(0))
+    plain = [eval_metrics.evaluate(x, target, cfg, None, [0.8, 0.2]) for x in (leaning, centred)]
+    weighted = [
+        eval_metrics.evaluate(x, target, cfg, None, [0.8, 0.2], class_weights=weights) for x in (leaning, centred)
+    ]
+    assert plain[0]["metric"] < plain[1]["metric"]  # the plain loss keeps the leaning weights
+    assert weighted[0]["metric"] > weighted[1]["metric"]  # the weighted loss keeps the centred ones
+    assert weighted[1]["balanced_accuracy"] > weighted[0]["balanced_accuracy"] + 0.02
+    assert weighted[0]["loss"] == plain[0]["loss"]  # the plain loss is still reported
+    assert weighted[0]["metric"] == weighted[0]["class_weighted_loss"]
+    calibrated = eval_metrics.evaluate(centred, target, cfg, None, [0.8, 0.2], calibrated=True, class_weights=weights)
+    assert calibrated["metric"] != calibrated["class_weighted_loss"]  # at the fitted temperature
+    hms = SimpleNamespace(task="hms6", head="multiclass")
+    votes = torch.from_numpy(_one_hot(labels % 6, 6))
+    six = torch.from_numpy(rng.normal(size=(len(labels), 6)))
+    kl = eval_metrics.evaluate(six, votes, hms, None, [1 / 6] * 6, class_weights=torch.ones(6) * 2)
+    assert kl["metric"] == kl["kl"] and "class_weighted_loss" not in kl  # hms6 stops on the HMS metric

@@ -342,6 +342,7 @@ def test_pretrain_then_finetune_hms6_beats_the_class_prior_on_held_out_subjects(
     assert len(evals) >= 5 and sum(line["best"] for line in evals) >= 2
     # The kept weights have the lowest KL after their own fitted temperature, never above the raw KL.
     assert min(line["val/metric"] for line in evals) == pytest.approx(report["best_val_metric"])
+    assert report["best_val_metric_is"] == "KL at the fitted temperature"
     assert all(line["val/metric"] <= line["val/kl"] + 1e-9 and line["val/calibrated_temperature"] > 0 for line in evals)
     assert all(line["train/loss"] > 0 for line in lines if "train/loss" in line)
     assert all(0 < line["train/data_wait_fraction"] < 1 for line in lines if "train/loss" in line)
@@ -1009,13 +1010,16 @@ def test_a_labels_csv_of_their_own_trains_a_generic_head(shared_data, pretrained
         in (out / "quarantine.jsonl").read_text()
     )
     run = tmp_path / "run"
-    assert (
-        _inline(pretrained, out, run, "--task", "binary", "--record_task", "abnormal", "--set", "val_fraction=0.34")
-        == 0
-    )
+    settings = ["--set", "val_fraction=0.34", "--set", "class_weights=balanced"]
+    assert _inline(pretrained, out, run, "--task", "binary", "--record_task", "abnormal", *settings) == 0
     report = json.loads((run / "eval.json").read_text())
     assert report["task"] == "binary" and report["record_task"] == "abnormal"
     assert report["val"]["n_windows"] > 0 and 0.0 <= report["val"]["accuracy"] <= 1.0
+    # The checkpoint is chosen by the validation loss weighted as the run's training loss is.
+    assert report["best_val_metric_is"] == "class-weighted cross-entropy at the fitted temperature"
+    evals = [line for line in _lines(run) if "val/metric" in line]
+    assert evals and all(line["val/class_weighted_loss"] > 0 for line in evals)
+    assert min(line["val/metric"] for line in evals) == pytest.approx(report["best_val_metric"])
 
 
 def test_labels_a_head_cannot_take_are_refused_before_training(shared_data, pretrained, tmp_path, capsys):

@@ -146,10 +146,15 @@ def evaluate(
     temperature: float = 1.0,
     *,
     calibrated: bool = False,
+    class_weights: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Validation metrics; ``metric`` is what early stopping minimises (hms6: KL; else the loss).
 
-    ``calibrated`` (classification): ``metric`` is the loss at the temperature fitted on these
+    ``class_weights`` (a classification other than hms6): ``metric`` is the cross-entropy with the
+    classes weighted as the run's training loss weights them (also returned, as
+    ``class_weighted_loss``), so a class-balanced run keeps the weights that predict each class
+    best, as balanced accuracy scores them, not those that favour the majority class; ``loss``
+    stays unweighted. ``calibrated``: ``metric`` is that loss at the temperature fitted on these
     logits (also returned, as ``calibrated_temperature``), so a run that ships temperature-scaled
     keeps the weights whose scaled predictions are best, not the least over-confident ones."""
     if cfg.task == "regression":
@@ -165,21 +170,30 @@ def evaluate(
         return metrics
     logits = class_logits(logits, cfg)
     metrics = classification_metrics(logits, target, prior, temperature)
+    weights = None if cfg.task == "hms6" else class_weights
     if cfg.task == "hms6":
         loss = metrics["kl"]
     else:
         loss = float(losses.soft_cross_entropy(logits.double() / temperature, target))
-    if not calibrated:
-        return {**metrics, "loss": loss, "metric": loss}
+    if weights is not None:
+        metrics["class_weighted_loss"] = _weighted_loss(logits, target, temperature, weights)
+    metric = metrics.get("class_weighted_loss", loss)
     distribution, keep = losses.as_distribution(target, logits.shape[-1])
-    if not bool(keep.any()):  # no target to fit a temperature on
-        return {**metrics, "loss": loss, "metric": loss}
+    if not calibrated or not bool(keep.any()):  # without a target, no temperature to fit
+        return {**metrics, "loss": loss, "metric": metric}
     fitted, _, kl_at_fitted = fit_temperature(logits[keep], distribution[keep])
     if cfg.task == "hms6":
         scaled = kl_at_fitted
     else:
-        scaled = float(losses.soft_cross_entropy(logits.double() / fitted, target))
+        scaled = _weighted_loss(logits, target, fitted, weights)
     return {**metrics, "loss": loss, "metric": scaled, "calibrated_temperature": fitted}
+
+
+def _weighted_loss(
+    logits: torch.Tensor, target: torch.Tensor, temperature: float, class_weights: torch.Tensor | None
+) -> float:
+    """The cross-entropy of ``logits`` at ``temperature``, classes weighted by ``class_weights``."""
+    return float(losses.soft_cross_entropy(logits.double() / temperature, target, class_weights=class_weights))
 
 
 def evaluate_per_site(

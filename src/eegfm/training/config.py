@@ -205,7 +205,8 @@ class FinetuneConfig(RunConfig):
         validation people, as the benchmark's readout and baselines choose theirs).
     loss: None is the head's own (hms6 KL, binary BCE, multiclass CE, regression MSE); else ``kl``
         (hms6), ``ce`` or ``focal``; label_smoothing applies to ce/focal.
-    class_weights: ``none``, ``balanced`` (inverse training frequency) or one weight per class.
+    class_weights: ``none``, ``balanced`` (inverse training frequency) or one weight per class;
+        the validation loss that chooses the checkpoint weighs them alike (but hms6's KL).
     unfreeze_schedule: ``full`` mode: the epochs (steps, per ``unfreeze_unit``) at which the next
         deeper layers unfreeze, starting from the head alone; empty trains all from the start.
     two_stage_min_votes: hms6: a second stage on windows with at least this many votes.

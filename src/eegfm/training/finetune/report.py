@@ -33,7 +33,7 @@ from eegfm.training import checkpoint as ckpt
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader, data_dirs
 from eegfm.training.distributed import Dist, unwrap
-from eegfm.training.finetune.objective import inputs_for, targets_of
+from eegfm.training.finetune.objective import inputs_for, resolve_class_weights, targets_of
 from eegfm.training.finetune.plan import class_names
 from eegfm.training.finetune.setup import Run, split_loader
 from eegfm.training.splits import SPLITS
@@ -171,18 +171,20 @@ def finish(
     logits, target, sites = (
         best_eval if best_eval is not None and weights is not None else collect(model, val_loader, cfg, dist, amp_dtype)
     )
+    weights = resolve_class_weights(cfg, plan)
     report: dict[str, Any] = {
         "task": cfg.task,
         "record_task": plan.record_task,
         "metric": "kl" if cfg.task == "hms6" else "loss",
-        "best_val_metric": run.best_metric,
+        "best_val_metric": run.best_metric,  # what chose the checkpoint: evaluate()'s "metric"
+        "best_val_metric_is": _metric_name(cfg, weights),
         "windows": plan.windows,
         "split_group": plan.split_group,
         "groups": {k: len(plan.split.of(k)) for k in SPLITS},
         "prior": plan.prior,
     }
     temperature = _calibrate(report, logits, target, cfg)
-    report["val"] = evaluate(logits, target, cfg, model.head, plan.prior)
+    report["val"] = evaluate(logits, target, cfg, model.head, plan.prior, class_weights=weights)
     if cfg.temperature_scaling:
         report["val_calibrated"] = evaluate(logits, target, cfg, model.head, plan.prior, temperature)
     # Per site, as "val" (before calibration, which these windows were used for) and "test" (after).
@@ -214,6 +216,16 @@ def finish(
         _draw(report, cfg, output)
         tracker.summary({**_summary(report), "temperature": temperature})
         _log_held_out(report, cfg, output)
+
+
+def _metric_name(cfg: FinetuneConfig, class_weights: torch.Tensor | None) -> str:
+    """What ``evaluate``'s ``metric`` is for this run, in words."""
+    if cfg.task == "regression":
+        return "the regression head's loss"
+    name = "KL" if cfg.task == "hms6" else "cross-entropy"
+    if class_weights is not None and cfg.task != "hms6":
+        name = "class-weighted " + name
+    return name + (" at the fitted temperature" if cfg.temperature_scaling else "")
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
