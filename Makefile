@@ -67,8 +67,11 @@ benchmark: $(STAMP)  ## eegfm vs baselines over seeds: eegmat (EEGMAT=its EDF fo
 bench-deps: $(STAMP)  ## install the benchmark-only peers (braindecode ...) without touching torch
 	@$(PY) -m pip install --quiet --no-deps -r requirements/bench.txt
 
-bench: bench-deps  ## run the benchmarks; each prints one JSON object
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+bench: bench-deps  ## run the benchmarks that need no input; each prints one JSON object
+	@for b in benchmarks/*.py; do \
+	  needs=$$(sed -n 's/^NEEDS_INPUT = "\(.*\)".*/\1/p' $$b); \
+	  if [ -n "$$needs" ]; then echo "== $$b: skipped, it needs $$needs (see its --help)"; continue; fi; \
+	  echo "== $$b"; $(PY) $$b || exit 1; done
 
 lock:  ## re-pin requirements/lock.txt from the current .venv
 	@$(VENV)/bin/pip freeze --exclude-editable | grep -v -E '^horovod( @|==)' \

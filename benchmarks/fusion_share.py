@@ -35,6 +35,8 @@ from eegfm.evaluation.comparison.labeled import metrics_of  # noqa: E402
 from eegfm.evaluation.comparison.windows import load_windows  # noqa: E402
 from eegfm.model.fused import fuse, network_probabilities  # noqa: E402
 
+NEEDS_INPUT = "a labeled benchmark's output folder"  # make bench skips it
+
 METRICS = ("balanced_accuracy", "auroc", "auprc", "kl")
 
 

@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+NEEDS_INPUT = "a simulated corpus (eegfm-simulate --output)"  # make bench skips it
+
 
 def label_rows(corpus: Path) -> list[tuple[str, str, str]]:
     """``(file, subject, label)`` per person of the simulated corpus in ``corpus``, first session."""

@@ -36,6 +36,8 @@ from eegfm.model import linear_fit  # noqa: E402
 from eegfm.model.fused import encoder_embedding  # noqa: E402
 from eegfm.model.spectral_features import band_power_features  # noqa: E402
 
+NEEDS_INPUT = "a labeled benchmark's output folder"  # make bench skips it
+
 FOLDS = 5
 
 

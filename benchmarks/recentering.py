@@ -35,6 +35,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks.readout_by_people import feature_set_row, two_class_splits  # noqa: E402
 from eegfm.model.spectral_features import METRICS, TangentMap, band_covariances  # noqa: E402
 
+NEEDS_INPUT = "a labeled benchmark's output folder"  # make bench skips it
+
 GROUPINGS = ("none", "recording", "subject")
 
 

@@ -39,6 +39,8 @@ from eegfm.contract.schema import (  # noqa: E402
 from eegfm.contract.tfrecord import write_records  # noqa: E402
 from eegfm.core.config import check_int  # noqa: E402
 
+NEEDS_INPUT = "a folder to write (--output)"  # make bench skips it
+
 WINDOW_SECONDS = 10
 WINDOWS_PER_FILE = 144  # 24 minutes, about 14 MB a file
 SUBJECTS_PER_SITE = 4

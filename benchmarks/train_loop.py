@@ -44,6 +44,8 @@ from benchmarks.corpora import link_corpus  # noqa: E402
 from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: E402
 from eegfm.contract import layout  # noqa: E402
 
+NEEDS_INPUT = "a preprocessed folder (--data) or --synthetic N"  # make bench skips it
+
 
 def steady_state(metrics: list[dict], skip_steps: int) -> dict:
     """Median samples/s and tokens/s of the logged intervals ending after ``skip_steps``."""
