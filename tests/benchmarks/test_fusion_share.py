@@ -3,7 +3,6 @@ of real eegmat windows (a person's rest against their arithmetic task)."""
 
 from __future__ import annotations
 
-import mne
 import numpy as np
 import pytest
 
@@ -12,23 +11,15 @@ from eegfm.evaluation.comparison.labeled import metrics_of
 from eegfm.model.spectral_features import band_power_features
 
 
-def _windows(path, seconds: int = 5) -> np.ndarray:
-    raw = mne.io.read_raw_edf(path, preload=True, verbose="ERROR")
-    data = raw.get_data(picks=raw.ch_names[:19]) * 1e6
-    width = seconds * int(raw.info["sfreq"])
-    n = data.shape[1] // width
-    return data[:, : n * width].reshape(19, n, width).transpose(1, 0, 2)
-
-
 def _probabilities(feature: np.ndarray) -> np.ndarray:
     z = (feature - feature.mean()) / feature.std()
     return np.stack([1 / (1 + np.exp(z)), 1 / (1 + np.exp(-z))], 1)
 
 
 @pytest.fixture(scope="module")
-def readings(shared_data):
+def readings(eegmat_recording):
     """Two class distributions of the same real windows, each from one band power, and the labels."""
-    rest, task = (_windows(shared_data / "eegmat" / f"Subject00_{k}.edf") for k in (1, 2))
+    rest, task = (eegmat_recording(f"Subject00_{k}") for k in (1, 2))
     features = band_power_features(np.concatenate([rest, task]), sfreq=500.0)
     target = np.eye(2)[np.r_[np.zeros(len(rest), int), np.ones(len(task), int)]]
     return _probabilities(features[:, 0]), _probabilities(-features[:, -1]), target

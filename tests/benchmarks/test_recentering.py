@@ -3,7 +3,6 @@ what a group's windows share, on real EEG."""
 
 from __future__ import annotations
 
-import mne
 import numpy as np
 from pyriemann.geometry.mean import mean_riemann
 
@@ -11,18 +10,8 @@ from benchmarks.recentering import recentered
 from eegfm.model.spectral_features import band_covariances
 
 
-def _windows(path, seconds: int = 5) -> np.ndarray:
-    """(n, 19, seconds * 500) uV of an eegmat recording's EEG channels, as recorded (500 Hz)."""
-    raw = mne.io.read_raw_edf(path, preload=True, verbose="ERROR")
-    data = raw.get_data(picks=raw.ch_names[:19]) * 1e6
-    width = seconds * int(raw.info["sfreq"])
-    n = data.shape[1] // width
-    return data[:, : n * width].reshape(19, n, width).transpose(1, 0, 2)[:12]
-
-
-def test_each_recording_centres_on_the_identity_and_its_gain_goes(shared_data):
-    rest = _windows(shared_data / "eegmat" / "Subject00_1.edf")
-    task = _windows(shared_data / "eegmat" / "Subject01_2.edf")
+def test_each_recording_centres_on_the_identity_and_its_gain_goes(eegmat_recording):
+    rest, task = eegmat_recording("Subject00_1")[:12], eegmat_recording("Subject01_2")[:12]
     covariances = band_covariances(np.concatenate([rest, task]), sfreq=500.0)
     groups = np.array(["a"] * len(rest) + ["b"] * len(task))
     moved = recentered(covariances, groups)

@@ -3,7 +3,6 @@ windows (a person's rest against their arithmetic task), and which seeds pair up
 
 from __future__ import annotations
 
-import mne
 import numpy as np
 import pytest
 
@@ -11,18 +10,10 @@ from benchmarks.shared_against_own import best_offset, seed_runs
 from eegfm.model.spectral_features import band_power_features
 
 
-def _windows(path, seconds: int = 5) -> np.ndarray:
-    raw = mne.io.read_raw_edf(path, preload=True, verbose="ERROR")
-    data = raw.get_data(picks=raw.ch_names[:19]) * 1e6
-    width = seconds * int(raw.info["sfreq"])
-    n = data.shape[1] // width
-    return data[:, : n * width].reshape(19, n, width).transpose(1, 0, 2)
-
-
 @pytest.fixture(scope="module")
-def reading(shared_data):
+def reading(eegmat_recording):
     """Log-odds of 'task' from one standardized band power of real windows, and the labels."""
-    rest, task = (_windows(shared_data / "eegmat" / f"Subject00_{k}.edf") for k in (1, 2))
+    rest, task = (eegmat_recording(f"Subject00_{k}") for k in (1, 2))
     feature = band_power_features(np.concatenate([rest, task]), sfreq=500.0)[:, -1]
     return (feature - feature.mean()) / feature.std(), np.r_[np.zeros(len(rest), int), np.ones(len(task), int)]
 
