@@ -287,8 +287,10 @@ def _validate(job: FineTuning, run: Run) -> bool:
     logits, target, sites = engine.validate(
         job.run_log, lambda: collect(run.validated, job.val_loader, cfg, job.dist, run.amp_dtype)
     )
-    head, weights = unwrap(run.model).head, objective.resolve_class_weights(cfg, job.plan)
-    val = evaluate(logits, target, cfg, head, job.plan.prior, calibrated=cfg.temperature_scaling, class_weights=weights)
+    head, class_weights = unwrap(run.model).head, objective.resolve_class_weights(cfg, job.plan)
+    val = evaluate(
+        logits, target, cfg, head, job.plan.prior, calibrated=cfg.temperature_scaling, class_weights=class_weights
+    )
     is_best = val["metric"] < run.best_metric
     if is_best:
         job.best_eval = (logits, target, sites)

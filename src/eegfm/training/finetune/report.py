@@ -171,20 +171,20 @@ def finish(
     logits, target, sites = (
         best_eval if best_eval is not None and weights is not None else collect(model, val_loader, cfg, dist, amp_dtype)
     )
-    weights = resolve_class_weights(cfg, plan)
+    class_weights = resolve_class_weights(cfg, plan)
     report: dict[str, Any] = {
         "task": cfg.task,
         "record_task": plan.record_task,
         "metric": "kl" if cfg.task == "hms6" else "loss",
         "best_val_metric": run.best_metric,  # what chose the checkpoint: evaluate()'s "metric"
-        "best_val_metric_is": _metric_name(cfg, weights),
+        "best_val_metric_is": _metric_name(cfg, class_weights),
         "windows": plan.windows,
         "split_group": plan.split_group,
         "groups": {k: len(plan.split.of(k)) for k in SPLITS},
         "prior": plan.prior,
     }
     temperature = _calibrate(report, logits, target, cfg)
-    report["val"] = evaluate(logits, target, cfg, model.head, plan.prior, class_weights=weights)
+    report["val"] = evaluate(logits, target, cfg, model.head, plan.prior, class_weights=class_weights)
     if cfg.temperature_scaling:
         report["val_calibrated"] = evaluate(logits, target, cfg, model.head, plan.prior, temperature)
     # Per site, as "val" (before calibration, which these windows were used for) and "test" (after).
