@@ -128,6 +128,28 @@ def test_a_worker_that_cannot_start_under_a_memory_limit_fails_the_run_with_one_
     assert run_lock_free_elsewhere(out)
 
 
+def test_a_launcher_that_runs_out_of_memory_says_so_in_one_line(shared_data, key_file, tmp_path):
+    # Under `ulimit -v` 1.5 GB the launcher's own import of Beam raises MemoryError (on this machine;
+    # the cap decides where a run fails): one line, not a traceback through Beam's modules.
+    corpus, out = _corpus(shared_data, tmp_path / "corpus"), tmp_path / "out"
+
+    def capped() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1500 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    launcher = _preprocess(_argv(corpus, out, key_file, *TWO_WORKERS), preexec_fn=capped)
+    try:
+        stdout, stderr = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 1, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(("eegfm-preprocess: the launcher stopped: ", "eegfm-preprocess: the Beam job stopped: ")), (
+        last
+    )
+    assert last.endswith("(a memory or thread limit, ulimit -v or -u, too low for this many worker processes?)")
+    assert "wrote" not in stdout and not (out / "manifest.json").exists()
+
+
 def test_a_process_left_behind_writes_nothing_once_a_later_run_holds_the_folder(shared_data, key_file, tmp_path):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions

@@ -16,7 +16,7 @@ import sys
 # Only what the parser needs: --help, a usage error and shell completion load no Beam, scipy or
 # readers (tests/test_commands.py); the job is ``launcher``, imported by run().
 from eegfm.core.final_collection import skip_final_collection
-from eegfm.core.process_tree import Stopped
+from eegfm.core.process_tree import Stopped, exhaustion_hint
 from eegfm.core.threads import fair_threads
 from eegfm.pipelines.job.local_job import BeamJobFailed
 from eegfm.pipelines.job.options import build_parser
@@ -50,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130  # as a shell reports a process that SIGINT ended
     except BeamJobFailed as err:
         print(f"eegfm-preprocess: {err}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as err:
+        if not (hint := exhaustion_hint(err)):
+            raise
+        # Under a memory cap the launcher itself may fail (importing Beam, starting a thread): one
+        # line, as a job that fails so says, not a traceback through Beam's imports.
+        text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        print(f"eegfm-preprocess: the launcher stopped: {text}{hint}", file=sys.stderr)
         return 1
     return 0
 
