@@ -107,23 +107,32 @@ def test_sigterm_or_the_launchers_death_ends_every_process_of_a_two_worker_job(s
     assert _outputs(out) == written and json.loads((out / "manifest.json").read_text())["counts"]
 
 
-def _memory_limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (2500 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+def _run_capped(corpus: Path, out: Path, key_file: str, megabytes: int) -> tuple[str, str]:
+    """A two-worker run whose launcher (and so its job) may use ``megabytes`` of address space
+    (``ulimit -v``), which must fail within 120 s with status 1: its stdout and last line of stderr."""
+
+    def capped() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (megabytes * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    launcher = _preprocess(_argv(corpus, out, key_file, *TWO_WORKERS), preexec_fn=capped)
+    try:
+        stdout, stderr = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 1, stderr[-3000:]
+    return stdout, stderr.strip().splitlines()[-1]
+
+
+LIMIT_HINT = "(a memory or thread limit, ulimit -v or -u, too low for this many worker processes?)"
 
 
 def test_a_worker_that_cannot_start_under_a_memory_limit_fails_the_run_with_one_line(shared_data, key_file, tmp_path):
     # Issue 78 #2: under `ulimit -v` 2.5 GB Beam could not start a thread and the run hung for ever,
     # its job and workers alive 12 min later.
     corpus, out = _corpus(shared_data, tmp_path / "corpus"), tmp_path / "out"
-    launcher = _preprocess(_argv(corpus, out, key_file, *TWO_WORKERS), preexec_fn=_memory_limit)
-    try:
-        stdout, stderr = launcher.communicate(timeout=120)
-    finally:
-        launcher.kill()
-    assert launcher.returncode == 1, stderr[-3000:]
-    last = stderr.strip().splitlines()[-1]
+    stdout, last = _run_capped(corpus, out, key_file, 2500)
     assert last.startswith("eegfm-preprocess: the Beam job stopped: ") and "can't start new thread" in last, last
-    assert last.endswith("(a memory or thread limit, ulimit -v or -u, too low for this many worker processes?)")
+    assert last.endswith(LIMIT_HINT)
     assert "wrote" not in stdout and not (out / "manifest.json").exists()
     assert run_lock_free_elsewhere(out)
 
@@ -132,21 +141,9 @@ def test_a_launcher_that_runs_out_of_memory_says_so_in_one_line(shared_data, key
     # Under `ulimit -v` 1.5 GB the launcher's own import of Beam raises MemoryError (on this machine;
     # the cap decides where a run fails): one line, not a traceback through Beam's modules.
     corpus, out = _corpus(shared_data, tmp_path / "corpus"), tmp_path / "out"
-
-    def capped() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (1500 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
-
-    launcher = _preprocess(_argv(corpus, out, key_file, *TWO_WORKERS), preexec_fn=capped)
-    try:
-        stdout, stderr = launcher.communicate(timeout=120)
-    finally:
-        launcher.kill()
-    assert launcher.returncode == 1, stderr[-3000:]
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith(("eegfm-preprocess: the launcher stopped: ", "eegfm-preprocess: the Beam job stopped: ")), (
-        last
-    )
-    assert last.endswith("(a memory or thread limit, ulimit -v or -u, too low for this many worker processes?)")
+    stdout, last = _run_capped(corpus, out, key_file, 1500)
+    stopped = ("eegfm-preprocess: the launcher stopped: ", "eegfm-preprocess: the Beam job stopped: ")
+    assert last.startswith(stopped) and last.endswith(LIMIT_HINT), last
     assert "wrote" not in stdout and not (out / "manifest.json").exists()
 
 
