@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from eegfm.core.process_tree import JobFailed, JobStalled, StallWatchdog, Stopped, group_members, run_in_own_session
+from eegfm.core.process_tree import (
+    EXHAUSTED_WORKER_EXIT,
+    JobFailed,
+    JobStalled,
+    StallWatchdog,
+    Stopped,
+    exhaustion_hint,
+    group_members,
+    run_in_own_session,
+)
 
 # The launcher: SIGTERM/SIGHUP (and Ctrl-C) end it with 128 + the signal's number, as a shell reports it.
 _LAUNCHER = """
@@ -114,6 +123,46 @@ def test_a_thread_that_cannot_start_under_a_memory_limit_fails_the_job_with_one_
         "70 a thread of the job (serve) failed: RuntimeError: can't start new thread (a memory or thread "
         "limit, ulimit -v or -u, too low for this many worker processes?)"
     )
+
+
+_WORKER_UNDER_A_LIMIT = """
+import resource, threading
+from eegfm.core.process_tree import end_worker_on_exhaustion
+
+end_worker_on_exhaustion()
+parse = threading.Thread(target=lambda: int("not a number"), name="parse")  # Python's report; the worker lives
+parse.start()
+parse.join()
+go = threading.Event()
+
+def reads():  # as a worker's gRPC reader starts a thread per stream
+    go.wait()
+    for _ in range(3):  # the first may take the stack the parse thread left
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+
+threading.Thread(target=reads, name="read_inputs").start()
+with open("/proc/self/status") as fh:
+    size = next(int(line.split()[1]) for line in fh if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+go.set()
+threading.Event().wait(120)  # the worker waits for what the reader would have read
+"""
+
+
+def test_a_worker_whose_thread_dies_of_a_memory_limit_ends_at_once_with_one_line():
+    # A thread of a Beam worker process that died under ulimit -v left the run waiting for the
+    # stall watchdog: nothing in the worker ends it.
+    done = subprocess.run([sys.executable, "-c", _WORKER_UNDER_A_LIMIT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == EXHAUSTED_WORKER_EXIT, done.stderr[-2000:]
+    assert "ValueError: invalid literal" in done.stderr  # another error: reported as Python reports it
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"a thread of worker process {done.stderr.rsplit('worker process ', 1)[1].split()[0]} (read_inputs) "
+        "failed: RuntimeError: can't start new thread (a memory or thread limit, ulimit -v or -u, too low "
+        "for this many worker processes?)"
+    )
+    # Beam's runner reports such a worker by its status, and the job's line says why.
+    assert exhaustion_hint(RuntimeError(f"Worker subprocess exited with return code {EXHAUSTED_WORKER_EXIT}"))
+    assert not exhaustion_hint(RuntimeError("Worker subprocess exited with return code 1"))
 
 
 def _idle() -> None:

@@ -175,6 +175,16 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
         (["head_init=zeros"], r"head_init: expected one of 'prior', 'probe'; got 'zeros'"),
         (["probe_chosen_by=test"], r"probe_chosen_by: expected one of 'cv', 'validation'; got 'test'"),
         (
+            ["epochs_chosen_by=test"],
+            r"epochs_chosen_by: expected one of 'validation', 'training_people', 'none'; got 'test'",
+        ),
+        (["epoch_folds=1"], r"epoch_folds: expected"),
+        (
+            ["epochs_chosen_by=training_people", "eval_every=5"],
+            r"epochs_chosen_by: 'training_people' compares the folds' losses epoch by epoch, in one stage; "
+            r"expected eval_every None and two_stage_min_votes None; got 5 and None",
+        ),
+        (
             ["task=regression", "loss=null", "temperature_scaling=false", "head_init=probe"],
             r"head_init: 'probe' fits a classifier; task 'regression' takes 'prior'",
         ),

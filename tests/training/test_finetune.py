@@ -37,7 +37,7 @@ from eegfm.training import finetune
 from eegfm.training.command import PREEMPTED_EXIT_CODE
 from eegfm.training.config import ConfigError, load_config
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs, scan_windows
-from eegfm.training.finetune import initial_model, trainable
+from eegfm.training.finetune import epoch_folds, initial_model, trainable
 from eegfm.training.finetune import plan as ft_plan
 from eegfm.training.tracking import read_offline_run
 from tests.training.conftest import preprocess_corpus
@@ -1020,6 +1020,94 @@ def test_a_labels_csv_of_their_own_trains_a_generic_head(shared_data, pretrained
     evals = [line for line in _lines(run) if "val/metric" in line]
     assert evals and all(line["val/class_weighted_loss"] > 0 for line in evals)
     assert min(line["val/metric"] for line in evals) == pytest.approx(report["best_val_metric"])
+
+
+def test_folds_deal_every_training_group_out_once_and_the_lowest_mean_held_out_loss_wins():
+    groups = [f"g{i}" for i in range(7)]
+    splits = epoch_folds.fold_splits(groups, 3, seed=0)
+    held = [g for s in splits for g in s.val]
+    assert sorted(held) == groups and [len(s.val) for s in splits] in ([3, 2, 2], [2, 3, 2], [2, 2, 3])
+    assert all(set(s.train) | set(s.val) == set(groups) and not set(s.train) & set(s.val) for s in splits)
+    assert epoch_folds.fold_splits(groups, 3, seed=0) == splits != epoch_folds.fold_splits(groups, 3, seed=1)
+    with pytest.raises(ConfigError, match="epoch_folds: .* 7 training groups; expected at most 7; got 8"):
+        epoch_folds.fold_splits(groups, 8, seed=0)
+
+    # Fold 1 alone would stop at epoch 1; the mean over the folds is lowest at epoch 2. A fold's
+    # non-finite loss is left out of its epoch's mean, and an epoch not every fold reached is no candidate.
+    curves = [{0: 0.9, 1: 0.6, 2: 0.4, 3: 0.5}, {0: 0.9, 1: 0.3, 2: 0.5, 3: math.nan}, {0: 0.8, 1: 0.9, 2: 0.6}]
+    choice = epoch_folds.choose_epoch(curves)
+    assert choice["epoch"] == 2 and choice["epochs"] == [0, 1, 2]
+    assert choice["mean_loss"] == pytest.approx([0.8667, 0.6, 0.5], abs=1e-4)
+    assert choice["fold_best_epochs"] == [2, 1, 2]
+    assert epoch_folds.choose_epoch([{0: 0.5, 1: 0.5}])["epoch"] == 0  # the earliest of equals
+    with pytest.raises(ValueError, match="no epoch with a finite held-out loss"):
+        epoch_folds.choose_epoch([{1: math.nan}])
+
+
+def test_the_training_people_choose_the_epoch_the_run_keeps(shared_data, pretrained, tmp_path):
+    """``epochs_chosen_by=training_people`` on real EEG (eegmat, 6 people): two folds of the
+    training people, each a run of its own validated on the held-out fold at every epoch; the run
+    on all of them stops at the epoch of the folds' lowest mean held-out loss and keeps it, whatever
+    its validation person says. ``none`` keeps the last epoch."""
+    corpus = tmp_path / "eegmat"
+    corpus.mkdir()
+    for name in ["subject-info.csv"] + [f"Subject0{s}_{k}.edf" for s in range(6) for k in (1, 2)]:
+        (corpus / name).symlink_to(shared_data / "eegmat" / name)
+    _, data = _preprocess_corpus(corpus, tmp_path)
+    run = tmp_path / "run"
+    settings = {
+        "epochs": 3, "epochs_chosen_by": "training_people", "epoch_folds": 2, "head_init": "probe",
+        "loader.batch_size": 32, "optim.max_steps": "null", "optim.warmup_steps": 0, "val_fraction": 0.2,
+        "class_weights": "balanced", "loader.augment": "{}",
+    }  # fmt: skip
+    given = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    assert _inline(pretrained, data, run, "--task", "eegmat", *given) == 0
+
+    main_split = json.loads((run / "run.json").read_text())["split"]
+    folds = [json.loads((run / "folds" / f"fold{k}" / "run.json").read_text())["split"] for k in (0, 1)]
+    assert sorted(g for f in folds for g in f["val"]) == sorted(main_split["train"])  # each held out once
+    assert all(set(f["train"]) | set(f["val"]) == set(main_split["train"]) for f in folds)  # never validation's
+    curves = [epoch_folds.held_out_curve(run / "folds" / f"fold{k}") for k in (0, 1)]
+    assert all(sorted(c) == [0, 1, 2, 3] for c in curves)  # every epoch, no early stopping
+    mean = [np.mean([c[e] for c in curves]) for e in range(4)]
+    chosen = int(np.argmin(mean))
+    saved = json.loads((run / "folds" / "choice.json").read_text())
+    assert saved["epoch"] == chosen and saved["folds"][0]["held_out_groups"] == len(folds[0]["val"])
+    assert json.loads((run / "eval.json").read_text())["epoch_chosen_by"]["folds"] == 2
+
+    _assert_kept_the_chosen_epoch(run, chosen)
+
+    # Finished folds are reused: their curves choose again. With fold 0's held-out loss lowest at
+    # epoch 1, a new run on all the training people stops there, whatever validation says after.
+    lines = _lines(run / "folds" / "fold0")
+    for line in lines:
+        if line.get("epoch") == 1 and "val/metric" in line:
+            line["val/metric"] = 0.01
+    (run / "folds" / "fold0" / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for done in ("checkpoints", "model", "eval.json", "metrics.jsonl"):
+        shutil.rmtree(run / done) if (run / done).is_dir() else (run / done).unlink()
+    assert _inline(pretrained, data, run, "--task", "eegmat", *given) == 0
+    assert json.loads((run / "folds" / "choice.json").read_text())["epoch"] == 1
+    _assert_kept_the_chosen_epoch(run, 1)
+    assert json.loads((run / "eval.json").read_text())["epoch_chosen_by"]["by"] == "training_people"
+
+    # epochs_chosen_by=none: no folds, every epoch, the last kept.
+    last = tmp_path / "last"
+    given[given.index("epochs_chosen_by=training_people")] = "epochs_chosen_by=none"
+    assert _inline(pretrained, data, last, "--task", "eegmat", *given) == 0
+    _assert_kept_the_chosen_epoch(last, 3)
+    assert json.loads((last / "eval.json").read_text())["epoch_chosen_by"] == {"by": "none", "epoch": 3}
+    assert not (last / "folds").exists()
+
+
+def _assert_kept_the_chosen_epoch(run: Path, chosen: int) -> None:
+    """The run validated each epoch up to ``chosen``, stopped there and kept those weights."""
+    evals = [line for line in _lines(run) if "val/metric" in line]
+    assert [line["epoch"] for line in evals] == list(range(chosen + 1))
+    assert [line["best"] for line in evals] == [e == chosen for e in range(chosen + 1)]
+    report = json.loads((run / "eval.json").read_text())
+    assert report["epoch_chosen_by"]["epoch"] == chosen
+    assert report["best_val_metric"] == pytest.approx(evals[-1]["val/metric"])
 
 
 def test_labels_a_head_cannot_take_are_refused_before_training(shared_data, pretrained, tmp_path, capsys):

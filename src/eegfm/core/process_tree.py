@@ -9,6 +9,9 @@ ended with every process it started (Beam's worker processes) whatever ends the 
 - A thread of the job that dies of an uncaught exception (a worker process that could not start,
   a thread that could not be created under a memory limit) ends the job with one line: Beam's runner
   would wait for it for ever.
+- :func:`end_worker_on_exhaustion`: in a worker process of the job (Beam's, which the runner starts
+  as a new interpreter), a thread that dies of a memory or thread limit ends that process with one
+  line, so the runner sees its worker gone rather than waiting for the dead thread's answer.
 - :func:`exit_with_parent`: a worker process (``core.job_pool``) that ends with the process that
   started it, SIGKILL included.
 - :class:`StallWatchdog`: a job whose processes neither compute nor read nor write for a while,
@@ -23,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -175,8 +179,10 @@ def run_in_own_session(job: Callable[[], None], watchdog: StallWatchdog | None =
         job()
         return
     read_end, write_end = os.pipe()
+    handle, worker_reasons = tempfile.mkstemp(prefix="eegfm-worker-reasons-")
+    os.close(handle)
     child = multiprocessing.get_context("fork").Process(
-        target=_lead_a_session, args=(job, os.getpid(), write_end), name="job"
+        target=_lead_a_session, args=(job, os.getpid(), write_end, worker_reasons), name="job"
     )
     try:
         child.start()
@@ -195,9 +201,22 @@ def run_in_own_session(job: Callable[[], None], watchdog: StallWatchdog | None =
         if write_end >= 0:
             os.close(write_end)
         reason = _read_reason(read_end)
+        worker_reason = _first_line(worker_reasons)
     _end(child)  # what a failed job left, a worker of it say
     if child.exitcode:
-        raise JobFailed(child.exitcode, reason)
+        raise JobFailed(child.exitcode, worker_reason or reason)  # a worker's line says what its loss set off
+
+
+def _first_line(path: str) -> str:
+    """The first line in ``path``, which is then removed."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline().strip()
+    except OSError:
+        return ""
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _end(child) -> None:
@@ -234,17 +253,58 @@ def tell_launcher(reason: str) -> None:
         _REASON_FD = -1
 
 
+EXHAUSTED_WORKER_EXIT = 71  # a worker process whose thread died of a memory or thread limit
+# In a job's processes: the file where a worker process that ends itself writes its line, which the
+# launcher's JobFailed then says (the job's own line would name the thread that saw the worker go).
+WORKER_REASONS_ENV = "EEGFM_WORKER_REASONS"
+
+
 def exhaustion_hint(err: BaseException) -> str:
-    """What to say of an error that a memory or thread limit causes, or ''."""
-    if isinstance(err, MemoryError) or "can't start new thread" in str(err):
+    """What to say of an error that a memory or thread limit causes, or ''. A worker process that
+    :func:`end_worker_on_exhaustion` ended is one: Beam's runner says it "exited with return code" 71."""
+    text = str(err)
+    if (
+        isinstance(err, MemoryError)
+        or "can't start new thread" in text
+        or f"exited with return code {EXHAUSTED_WORKER_EXIT}" in text
+    ):
         return " (a memory or thread limit, ulimit -v or -u, too low for this many worker processes?)"
     return ""
 
 
-def _lead_a_session(job: Callable[[], None], parent: int, reason_fd: int) -> None:
+def end_worker_on_exhaustion() -> None:
+    """In a worker process of the job (Beam's SDK worker, from a DoFn's ``setup``): a thread that dies
+    of a memory or thread limit ends the process at once, with one line on its stderr and status
+    :data:`EXHAUSTED_WORKER_EXIT`. Without it the worker's other threads wait for that thread's
+    answer for ever (a gRPC reader, say), and the runner waits for them. Ended, the worker is seen
+    gone, and the job's thread that watches it ends the job (:func:`_end_the_job`); under
+    :func:`run_in_own_session` the launcher's :class:`JobFailed` says the worker's line. Other errors
+    keep Python's report and the process. A process whose hook is set already (the job's own, where
+    a DoFn runs in the job's process) keeps it."""
+    if threading.excepthook is not threading.__excepthook__:
+        return
+
+    def end(args) -> None:
+        if args.exc_value is None or not (hint := exhaustion_hint(args.exc_value)):
+            threading.__excepthook__(args)
+            return
+        name = args.thread.name if args.thread else "?"
+        text = " ".join(f"{args.exc_type.__name__}: {args.exc_value}".split())[:300]
+        line = f"a thread of worker process {os.getpid()} ({name}) failed: {text}{hint}"
+        print(line, file=sys.stderr)
+        if path := os.environ.get(WORKER_REASONS_ENV):
+            with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        _exit_now(EXHAUSTED_WORKER_EXIT)
+
+    threading.excepthook = end
+
+
+def _lead_a_session(job: Callable[[], None], parent: int, reason_fd: int, worker_reasons: str) -> None:
     global _REASON_FD
     os.setsid()
     _REASON_FD = reason_fd
+    os.environ[WORKER_REASONS_ENV] = worker_reasons  # the job's worker processes inherit it
     _die_with(parent)
     threading.excepthook = _end_the_job
     try:

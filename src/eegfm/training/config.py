@@ -21,6 +21,7 @@ from eegfm.model.heads import list_heads
 from eegfm.training.config_choices import (
     BACKENDS,
     COMPILE_MODES,
+    EPOCH_CHOOSERS,
     FINETUNE_MODES,
     HEAD_INITS,
     LOSSES,
@@ -211,6 +212,11 @@ class FinetuneConfig(RunConfig):
         deeper layers unfreeze, starting from the head alone; empty trains all from the start.
     two_stage_min_votes: hms6: a second stage on windows with at least this many votes.
     early_stopping_patience: evaluations without improvement before stopping; None never stops.
+    epochs_chosen_by: which epoch's weights the run keeps: ``validation`` (those of the lowest
+        validation loss), ``training_people`` (``training.finetune.epoch_folds``: the epoch of the
+        lowest mean held-out loss of ``epoch_folds`` runs, each holding out a fold of the training
+        people, then the run on all of them stopped there) or ``none`` (every epoch, the last
+        kept). But with ``validation``, validation only reports.
     ema_decay: above 0, validation, checkpoints and the saved model read an exponential moving
         average of the weights (``torch.optim.swa_utils``), updated after every step with this decay.
     temperature_scaling: fit a temperature on validation; checkpoints are compared each at its own fitted one.
@@ -245,6 +251,8 @@ class FinetuneConfig(RunConfig):
     unfreeze_unit: str = "epoch"
     two_stage_min_votes: int | None = None
     early_stopping_patience: int | None = None
+    epochs_chosen_by: str = "validation"
+    epoch_folds: int = 4
     ema_decay: float = 0.0
     val_fraction: float = 0.15
     split_group: str = "subject"
@@ -302,6 +310,7 @@ class FinetuneConfig(RunConfig):
         self.early_stopping_patience = check_int(
             "early_stopping_patience", self.early_stopping_patience, 1, INF, optional=True, whole_float=True
         )
+        self._validate_epoch_choice()
         self.ema_decay = check_float("ema_decay", self.ema_decay, 0, 1, high_inclusive=False)
         self._validate_splits()
         check_bool("temperature_scaling", self.temperature_scaling)
@@ -314,6 +323,16 @@ class FinetuneConfig(RunConfig):
         self._validate_architecture()
         super().validate()  # builds the model config, whose labels class_weights must match
         self._validate_class_weights()
+
+    def _validate_epoch_choice(self) -> None:
+        check_option("epochs_chosen_by", self.epochs_chosen_by, EPOCH_CHOOSERS)
+        self.epoch_folds = check_int("epoch_folds", self.epoch_folds, 2, 100, whole_float=True)
+        if self.epochs_chosen_by == "training_people" and (self.eval_every or self.two_stage_min_votes):
+            raise ConfigError(
+                "epochs_chosen_by: 'training_people' compares the folds' losses epoch by epoch, in one "
+                f"stage; expected eval_every None and two_stage_min_votes None; got {self.eval_every!r} "
+                f"and {self.two_stage_min_votes!r}"
+            )
 
     def _validate_probe_covariance_metrics(self) -> None:
         metrics = self.probe_covariance_metrics

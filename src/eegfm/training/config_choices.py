@@ -13,6 +13,9 @@ FINETUNE_MODES = ("linear", "adapter", "full")
 HEAD_INITS = ("prior", "probe")  # a new head: random at the class prior, or fitted as a linear probe
 # who chooses a probe head's C and inputs: the training people's grouped CV, or the validation people
 PROBE_CHOOSERS = ("cv", "validation")
+# who chooses the fine-tuned checkpoint's epoch: the validation people's loss, the mean loss curve
+# of cross-validation grouped by person over the training people, or none (the last epoch is kept)
+EPOCH_CHOOSERS = ("validation", "training_people", "none")
 LOSSES = ("kl", "ce", "focal")
 SPLIT_GROUPS = ("subject", "site")
 UNFREEZE_UNITS = ("epoch", "step")

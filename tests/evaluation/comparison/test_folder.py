@@ -34,8 +34,8 @@ from eegfm.evaluation.comparison.labeled import metrics_of
 from eegfm.evaluation.comparison.options import BenchmarkOptions
 from eegfm.evaluation.comparison.preprocessing import ENCODER_RECORDINGS, pretraining_recordings
 from eegfm.evaluation.comparison.runs import (
+    EEGFM_SETTINGS,
     METHODS,
-    PROBE_HEAD,
     RecipeOptions,
     finetune,
     pretrain_folder,
@@ -424,7 +424,7 @@ def test_a_linear_probe_runs_once_for_every_seed_and_another_seed_saves_the_same
     runs its first seed and reports that run for every seed, and says so; the premise checked: the
     same run with another seed saves the same bytes."""
     output, _ = tiny_run
-    opts = dataclasses.replace(tiny_recipe(output), eegfm_settings=PROBE_HEAD)
+    opts = dataclasses.replace(tiny_recipe(output), eegfm_settings=EEGFM_SETTINGS)
     data, split = str(output / "data"), {"corpus_split": True}
     with stopwatch.recording() as times:
         found = run_methods(data, tmp_path, ["linear_probe", "eegfm"], [0, 1], opts, {"corpus": split}, [data])

@@ -1,7 +1,11 @@
 """The job's stages: the numeric DoFns run with one BLAS thread, and lift the limit after; their
-workers keep freed memory for the next recording and exit without the last garbage collection."""
+workers keep freed memory for the next recording, exit without the last garbage collection, and
+end where a thread of theirs dies of a memory limit."""
 
 import platform
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -65,3 +69,49 @@ def test_a_numeric_dofns_worker_exits_without_the_last_collection():
     did not collects the cycles left."""
     (kept, folder), (collected, _) = exit_of(DOFN_SETUP), exit_of("")
     assert "collected" not in kept and not folder.exists() and collected.count("collected") == 3
+
+
+# A two-worker job whose worker, set up as the numeric DoFns set theirs up, loses a thread to a
+# memory limit while its bundle waits for that thread: a MemoryError stands in for a reader's
+# allocation under ulimit -v (tests/core/test_process_tree.py meets a real limit).
+_WORKER_LOSES_A_THREAD = """
+import threading
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from eegfm.pipelines.job.local_job import BeamJobFailed, run_in_session
+
+class LosesAThread(beam.DoFn):
+    def setup(self):
+        from eegfm.pipelines.job.stages import ScoreSpillFn
+        from eegfm.pipelines.quality import QualityConfig
+        ScoreSpillFn(QualityConfig()).setup()
+
+    def process(self, item):
+        def read():
+            raise MemoryError("a reader's allocation")
+        threading.Thread(target=read, name="read_inputs").start()
+        threading.Event().wait(600)  # what the reader would have read never comes
+        yield item
+
+def job():
+    options = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    with beam.Pipeline(options=PipelineOptions(options)) as pipeline:
+        pipeline | beam.Create([1, 2]) | beam.ParDo(LosesAThread())
+
+try:
+    run_in_session(job)
+except BeamJobFailed as err:
+    print(err)
+"""
+
+
+def test_a_worker_whose_thread_dies_of_a_memory_limit_ends_the_run_with_one_line():
+    done = subprocess.run([sys.executable, "-c", _WORKER_LOSES_A_THREAD], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout.strip()
+    assert re.fullmatch(
+        r"the Beam job stopped: a thread of worker process \d+ \(read_inputs\) failed: MemoryError: a reader's "
+        r"allocation \(a memory or thread limit, ulimit -v or -u, too low for this many worker processes\?\)",
+        said,
+    ), said
+    assert said.split("stopped: ")[1] in done.stderr  # the worker said it too, as it ended

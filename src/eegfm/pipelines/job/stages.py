@@ -27,6 +27,7 @@ from eegfm.contract import layout, schema
 from eegfm.core.allocator import keep_freed_memory
 from eegfm.core.final_collection import skip_final_collection
 from eegfm.core.logs import get_logger
+from eegfm.core.process_tree import end_worker_on_exhaustion
 from eegfm.core.run_lock import check_run_lock
 from eegfm.core.stores import is_remote
 from eegfm.pipelines.datasets import Ignored, SourceItem
@@ -70,10 +71,12 @@ class _WhileHeld:
 
 class _OneBlasThread(beam.DoFn):
     """A numeric DoFn: the runner already runs a worker per core, and a threaded BLAS rounds differently.
-    Its worker keeps freed memory for the next recording (``core/allocator.py``) and exits without
-    the last garbage collection (``core/final_collection.py``)."""
+    Its worker keeps freed memory for the next recording (``core/allocator.py``), exits without
+    the last garbage collection (``core/final_collection.py``), and ends where one of its threads
+    dies of a memory or thread limit (``core.process_tree.end_worker_on_exhaustion``)."""
 
     def setup(self):
+        end_worker_on_exhaustion()
         keep_freed_memory()
         skip_final_collection()
         self._blas = threadpool_limits(limits=1, user_api="blas")

@@ -1,6 +1,7 @@
-"""Fine-tuning's training loop: set up (a new head fitted as a probe where ``head_init: probe``,
-then validated as step 0), then per stage, per step: batch, forward, backward, step, log;
-evaluate the validation split every epoch (or ``eval_every`` steps); checkpoint; stop early."""
+"""Fine-tuning's training loop: set up (the folds that choose the epoch where ``epochs_chosen_by:
+training_people``; a new head fitted as a probe where ``head_init: probe``, then validated as step
+0), then per stage, per step: batch, forward, backward, step, log; evaluate the validation split
+every epoch (or ``eval_every`` steps); checkpoint; stop early."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.core.run_lock import release_run_lock
 from eegfm.core.tasks import FINETUNE_TASKS
@@ -22,12 +24,12 @@ from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.cpu_use import use_cpus
 from eegfm.training.data import AUTO, EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.finetune import initial_model, objective, probe_head, setup, trainable
+from eegfm.training.finetune import epoch_folds, initial_model, objective, probe_head, setup, trainable
 from eegfm.training.finetune.plan import Plan, Stage, check_plan_files, plan_data, stages_of
 from eegfm.training.finetune.report import Evaluation, best_weights, collect, finish
 from eegfm.training.finetune.setup import Run
 from eegfm.training.run_log import RunLog
-from eegfm.training.splits import SPLITS
+from eegfm.training.splits import SPLITS, Split
 
 log = get_logger("eegfm.training.finetune")
 
@@ -56,10 +58,11 @@ def _resume_or_plan(
     resume: str,
     record_task: str,
     background: tuple[str, ...] = (),
+    fold: Split | None = None,
 ) -> tuple[Plan, dict[str, Any] | None]:
     """The checkpoint's plan and state where the run resumes (the split it started with, whatever
     --data holds now), else a new plan (rank 0 scans, every rank fails alike). ``data``: every
-    folder read, ``background`` among them."""
+    folder read, ``background`` among them; ``fold``: the split in place of the settings' one."""
     if (found := run_state.resume_checkpoint(resume, output, dist)) is not None:
         start, state = found
         saved = state.get("config", {})
@@ -74,7 +77,7 @@ def _resume_or_plan(
         try:
             main = [d for d in data_dirs(data) if d not in background]
             patch_size = initial_model.patch_size_of(pretrained, cfg)
-            planned = {"plan": plan_data(main, cfg, record_task, patch_size, background).to_dict()}
+            planned = {"plan": plan_data(main, cfg, record_task, patch_size, background, fold).to_dict()}
         except (ConfigError, FileNotFoundError) as err:
             planned = {"error": str(err)}
     planned = dist.broadcast_object(planned)  # every rank fails alike, none waits forever
@@ -97,6 +100,7 @@ class FineTuning:
     stop_after: int | None
     steps_here: int = 0
     best_eval: Evaluation | None = None  # the best weights' validation logits
+    epoch_choice: dict[str, Any] | None = None  # the epoch to keep where validation does not choose it
 
 
 def train(
@@ -109,10 +113,12 @@ def train(
     record_task: str | None = None,
     stop_after: int | None = None,
     background: Sequence[str] = (),
+    fold: Split | None = None,
 ) -> int:
     """Fine-tune; returns the exit status (0 done, 143 stopped and checkpointed: preempted, or
     after ``stop_after`` steps of this invocation). ``background``: folders of background windows
-    (``preprocess --background``), read with ``data``."""
+    (``preprocess --background``), read with ``data``; ``fold``: the split to train and validate
+    on in place of the one the settings draw (``epoch_folds``)."""
     try:
         record_task = _check_run(cfg, dist, record_task)
         steps.configure_kernels(cfg, dist.device)
@@ -121,7 +127,15 @@ def train(
         given = [data] if isinstance(data, (str, Path)) else list(data)
         data = check_data([*given, *background], dist.is_main, cfg.allow_partial)  # a folder twice: ConfigError
         run_state.claim_output(output, dist)
-        plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task, background)
+        plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task, background, fold)
+        epoch_choice = None  # validation chooses
+        if cfg.epochs_chosen_by == "none" and _epoch_to_choose(cfg):
+            epoch_choice = {"by": "none", "epoch": cfg.epochs}
+        elif _epoch_to_choose(cfg):
+            folds = _FoldRuns(cfg, dist, given, background, pretrained, output, resume, record_task, stop_after)
+            status, epoch_choice = folds.choose(plan)
+            if status:
+                return status
         model, fresh = initial_model.load_model(pretrained, cfg)
         if fresh:  # a new task head, initialised from the class prior
             initial_model.init_head(model, plan.prior, cfg.task, cfg.seed)
@@ -161,6 +175,7 @@ def train(
         run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
         val_loader = setup.split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
         job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
+        job.epoch_choice = epoch_choice
         return _run(job, data, model, stages, state)
     finally:
         release_run_lock(output)  # taken by run_state.claim_output (a no-op where none was)
@@ -195,9 +210,61 @@ def _run(job: FineTuning, data: str | Sequence[str], model: EEGFMModel, stages: 
         job.stop_vote.close()
         if status == 0:
             run_state.check_replicas(run, output)
-            finish(run, data, output, run_log.tracker, job.val_loader, job.best_eval)
+            finish(run, data, output, run_log.tracker, job.val_loader, job.best_eval, job.epoch_choice)
     dist.barrier()
     return status
+
+
+def _epoch_to_choose(cfg: FinetuneConfig) -> bool:
+    """Whether the kept epoch is fixed before the run (``epochs_chosen_by`` other than
+    ``validation``) and there is one to fix (a linear probe fitted by the solver is kept as it is)."""
+    return cfg.epochs_chosen_by != "validation" and not (cfg.mode == "linear" and cfg.head_init == "probe")
+
+
+@dataclasses.dataclass
+class _FoldRuns:
+    """The runs of ``epoch_folds``: ``train``'s arguments, each fold's in ``output/folds/foldK``."""
+
+    cfg: FinetuneConfig
+    dist: Dist
+    data: Sequence[str]
+    background: tuple[str, ...]
+    pretrained: str | None
+    output: Path
+    resume: str
+    record_task: str
+    stop_after: int | None
+
+    def choose(self, plan: Plan) -> tuple[int, dict[str, Any] | None]:
+        """(0, the choice as ``eval.json`` says it), or (a fold's exit status, None) where one
+        stopped first."""
+        folder = self.output / epoch_folds.FOLDS
+        splits = epoch_folds.fold_splits(plan.split.train, self.cfg.epoch_folds, self.cfg.seed)
+        fold_cfg = self.cfg.with_settings(
+            {"epochs_chosen_by": "validation", "early_stopping_patience": None, "wandb.mode": "disabled"}
+        )
+        curves = []
+        for k, split in enumerate(splits):
+            out = folder / f"fold{k}"
+            if self.resume == "none" or not (out / layout.EVAL).exists():  # a finished fold is reused
+                log.info("epoch folds: fold %d of %d, %d groups held out", k + 1, len(splits), len(split.val))
+                status = train(
+                    fold_cfg, self.dist, self.data, self.pretrained, out, self.resume, self.record_task,
+                    self.stop_after, self.background, fold=split,
+                )  # fmt: skip
+                if status:
+                    return status, None
+            curves.append(epoch_folds.held_out_curve(out))
+        choice = epoch_folds.choose_epoch(curves)
+        if self.dist.is_main:
+            epoch_folds.write_choice(folder, choice, splits)
+        log.info(
+            "epoch folds: epoch %d chosen (mean held-out loss %.4f; the folds' own best epochs %s)",
+            choice["epoch"],
+            choice["mean_loss"][choice["epochs"].index(choice["epoch"])],
+            choice["fold_best_epochs"],
+        )
+        return 0, epoch_folds.summary(choice)
 
 
 def _probe_head(
@@ -282,7 +349,8 @@ def _train_key(key: str) -> str:
 
 def _validate(job: FineTuning, run: Run) -> bool:
     """Evaluate the validation split, log it, count evaluations without improvement; True where
-    the weights are the best so far."""
+    the weights are the best so far (where the training people chose the epoch: where they are
+    that epoch's)."""
     cfg = job.cfg
     logits, target, sites = engine.validate(
         job.run_log, lambda: collect(run.validated, job.val_loader, cfg, job.dist, run.amp_dtype)
@@ -291,13 +359,15 @@ def _validate(job: FineTuning, run: Run) -> bool:
     val = evaluate(
         logits, target, cfg, head, job.plan.prior, calibrated=cfg.temperature_scaling, class_weights=class_weights
     )
-    is_best = val["metric"] < run.best_metric
+    chosen = job.epoch_choice  # where the epoch was fixed before the run, validation only reports
+    stop_step = run.total_steps if chosen is None else min(chosen["epoch"] * run.steps_per_epoch, run.total_steps)
+    is_best = val["metric"] < run.best_metric if chosen is None else run.step == stop_step
     if is_best:
         job.best_eval = (logits, target, sites)
-    run.best_metric = min(run.best_metric, val["metric"])
+        run.best_metric = val["metric"]
     run.bad_evals = 0 if is_best else run.bad_evals + 1
-    patience = cfg.early_stopping_patience
-    if run.step >= run.total_steps or (patience is not None and run.bad_evals >= patience):
+    patience = cfg.early_stopping_patience if chosen is None else None
+    if run.step >= stop_step or (patience is not None and run.bad_evals >= patience):
         run.done = True
     line = {f"val/{k}": v for k, v in val.items()}
     line.update(epoch=run.step / run.steps_per_epoch, stage=run.stage.index + 1, best=is_best)
@@ -313,6 +383,8 @@ def _validate(job: FineTuning, run: Run) -> bool:
         val.get("baseline_kl", math.nan),
         ", best so far" if is_best else "",
     )
-    if run.done and run.step < run.total_steps:
+    if run.done and run.step < run.total_steps and chosen is not None:
+        log.info("%s: stopping at epoch %d, the training people's choice", run.stage.name, chosen["epoch"])
+    elif run.done and run.step < run.total_steps:
         log.info("%s: early stopping after %d evaluations without improvement", run.stage.name, run.bad_evals)
     return is_best

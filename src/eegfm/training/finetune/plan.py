@@ -176,11 +176,14 @@ def plan_data(
     record_task: str,
     patch_size: int = 1,
     background: Sequence[str] = (),
+    fold: Split | None = None,
 ) -> Plan:
     """Scan ``data`` for the task's labeled windows, split their groups, count the training split.
     ``patch_size``: the model's, in samples; a shorter window is an error (the model reads patches).
     ``background``: folders of background windows (``preprocess --background``) read beside ``data``,
-    their people split on their own and the corpus's held-out ones left out (``finetune.background``)."""
+    their people split on their own and the corpus's held-out ones left out (``finetune.background``).
+    ``fold``: the split to use in place of the one the settings draw (a fold of the training people,
+    ``finetune.epoch_folds``)."""
     if background:  # before --data's scan: a task without background windows says so, not that it has no labels
         check_background_task(background, cfg, record_task)
     labeled = labeled_windows(data, cfg, record_task, patch_size)
@@ -198,6 +201,7 @@ def plan_data(
     labeled += extra
     if cfg.train_subject_fraction < 1:
         split = dataclasses.replace(split, train=fewer_groups(split.train, cfg.train_subject_fraction, cfg.seed))
+    split = fold or split
     side = {g: name for name in SPLITS for g in split.of(name)}
     labeled = [w for w in labeled if w[key] in side]
     train = [w for w in labeled if side[w[key]] == "train"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,11 +159,13 @@ def finish(
     tracker: Tracker,
     val_loader: EEGLoader,
     best_eval: Evaluation | None = None,
+    epoch_choice: Mapping[str, Any] | None = None,
 ) -> None:
     """Reload the best weights, calibrate on validation, evaluate, save the model and eval.json.
 
     ``best_eval``: the validation logits, targets and sites this process computed with the best
-    weights (None after a resume: they are computed again)."""
+    weights (None after a resume: they are computed again); ``epoch_choice``: the kept epoch
+    where it was fixed before the run (``epochs_chosen_by``), None where validation chose it."""
     cfg, dist, plan, amp_dtype, model = run.cfg, run.dist, run.plan, run.amp_dtype, unwrap(run.model)
     weights = best_weights(output, dist)
     if weights is not None:
@@ -176,8 +178,9 @@ def finish(
         "task": cfg.task,
         "record_task": plan.record_task,
         "metric": "kl" if cfg.task == "hms6" else "loss",
-        "best_val_metric": run.best_metric,  # what chose the checkpoint: evaluate()'s "metric"
+        "best_val_metric": run.best_metric,  # the kept checkpoint's evaluate() "metric"
         "best_val_metric_is": _metric_name(cfg, class_weights),
+        "epoch_chosen_by": epoch_choice or "validation",
         "windows": plan.windows,
         "split_group": plan.split_group,
         "groups": {k: len(plan.split.of(k)) for k in SPLITS},
