@@ -57,6 +57,24 @@ def test_reference_rows_run_the_first_seed_unless_reference_seeds_says_otherwise
     assert chosen.seeds_of(METHODS["eegfm"], args.seeds) == [3, 4]
 
 
+def test_the_labeled_suites_pretrained_eegfm_runs_keep_the_last_epoch_and_from_scratch_ones_validations():
+    opts = RecipeOptions(
+        config="cpu-tiny",
+        task="eegmat",
+        eegfm_settings=runs.EEGFM_SETTINGS,
+        pretrained_settings=runs.PRETRAINED_SETTINGS,
+    )
+    chosen_by = {m: opts.finetune_config(0, {}, METHODS[m]).epochs_chosen_by for m in METHODS if m != "ensemble"}
+    assert {m for m, rule in chosen_by.items() if rule == "none"} == {
+        "eegfm", "eegfm_shared", "linear_probe", "eegfm_10pct", "eegfm_fusion",
+    }  # fmt: skip
+    assert chosen_by["scratch"] == chosen_by["cbramod_pretrained"] == "validation"  # another architecture's own
+    given = dataclasses.replace(opts, finetune_set=("epochs_chosen_by=validation",))
+    assert given.finetune_config(0, {}, METHODS["eegfm"]).epochs_chosen_by == "validation"  # the user's word wins
+    recorded = {m: runs.run_fields("d", METHODS[m], 0, opts, {})["settings"]["eegfm"] for m in ("eegfm", "scratch")}
+    assert ["epochs_chosen_by", "none"] in recorded["eegfm"] and ["epochs_chosen_by", "none"] not in recorded["scratch"]
+
+
 def _fake(monkeypatch, module, name: str, marker: str) -> list:
     """``module.<name>`` (a typed job: config, then the job) replaced by one that writes ``marker``
     under the job's output folder: the calls."""

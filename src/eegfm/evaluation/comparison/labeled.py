@@ -25,7 +25,14 @@ from eegfm.evaluation.comparison.export import export_row
 from eegfm.evaluation.comparison.options import BenchmarkOptions
 from eegfm.evaluation.comparison.row_fits import Context, Fitted
 from eegfm.evaluation.comparison.rows import ALTERNATIVES, NETWORK_ROW, ROWS
-from eegfm.evaluation.comparison.runs import EEGFM_SETTINGS, RecipeOptions, run_methods, seeds_note, validation_score
+from eegfm.evaluation.comparison.runs import (
+    EEGFM_SETTINGS,
+    PRETRAINED_SETTINGS,
+    RecipeOptions,
+    run_methods,
+    seeds_note,
+    validation_score,
+)
 from eegfm.evaluation.comparison.windows import WindowSet, load_windows
 from eegfm.metrics.classification import classification_metrics
 from eegfm.model.fused import FusedModel, Part, fuse, network_probabilities
@@ -192,7 +199,9 @@ def evaluate(
     counts, split_notes = _split_counts(windows, suite, "data")
     splits = [s for s in ("dev", "eval") if counts[s]]
     opts = RecipeOptions.from_options(options, suite.task, finetune_defaults=dict(suite.finetune_defaults))
-    opts = dataclasses.replace(opts, record_task=suite.record_task, eegfm_settings=EEGFM_SETTINGS)
+    opts = dataclasses.replace(
+        opts, record_task=suite.record_task, eegfm_settings=EEGFM_SETTINGS, pretrained_settings=PRETRAINED_SETTINGS
+    )
     threads = pool_threads().count
     parts = PartProbabilities(windows, len(suite.classes))
     choose = choice.with_people(lambda run: _validation_probabilities(run, parts), parts.held("dev"), parts.n_classes)
