@@ -1061,7 +1061,13 @@ def test_the_training_people_choose_the_epoch_the_run_keeps(shared_data, pretrai
         "class_weights": "balanced", "loader.augment": "{}",
     }  # fmt: skip
     given = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    # Stopped in its first fold (as preemption stops it), the run resumes there.
+    assert _inline(pretrained, data, run, "--task", "eegmat", *given, "--stop_after", "3") == PREEMPTED_EXIT_CODE
+    first = run / "folds" / "fold0"
+    assert (first / "checkpoints").is_dir() and not (first / "eval.json").exists()
+    assert not (run / "folds" / "fold1").exists() and not (run / "checkpoints").exists()
     assert _inline(pretrained, data, run, "--task", "eegmat", *given) == 0
+    assert [line["epoch"] for line in _lines(first) if "val/metric" in line] == [0, 1, 2, 3]  # resumed, not redone
 
     main_split = json.loads((run / "run.json").read_text())["split"]
     folds = [json.loads((run / "folds" / f"fold{k}" / "run.json").read_text())["split"] for k in (0, 1)]
