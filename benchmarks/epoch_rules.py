@@ -22,9 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from eegfm.training.finetune.epoch_folds import held_out_curve  # noqa: E402
 
 NEEDS_INPUT = "a labeled benchmark output run with epochs_chosen_by=training_people"  # make bench skips it
 
@@ -32,14 +38,9 @@ METRICS = ("metric", "balanced_accuracy", "auroc", "auprc")  # "metric": the los
 RULES = ("validation", "other_folds", "last", "start")
 
 
-def curve(metrics_jsonl: Path) -> dict[int, dict[str, float]]:
-    """A run's validation metrics at each whole epoch (the last line of an epoch logged twice)."""
-    found: dict[int, dict[str, float]] = {}
-    for line in metrics_jsonl.read_text().splitlines():
-        row = json.loads(line)
-        if "val/metric" in row and float(row["epoch"]).is_integer():
-            found[int(row["epoch"])] = {m: float(row[f"val/{m}"]) for m in METRICS if f"val/{m}" in row}
-    return found
+def curve(fold: Path) -> dict[int, dict[str, float]]:
+    """A fold run's :data:`METRICS` at each whole epoch."""
+    return {e: {m: found[m] for m in METRICS if m in found} for e, found in held_out_curve(fold).items()}
 
 
 def kept_epoch(metrics_jsonl: Path) -> int:
@@ -68,7 +69,7 @@ def score_runs(folds_output: Path, validation_output: Path, methods: list[str]) 
         for folds in sorted((folds_output / "runs" / method).glob("*/seed*/folds")):
             seed_run = folds.parent.relative_to(folds_output)
             chosen = kept_epoch(validation_output / seed_run / "metrics.jsonl")
-            curves = [curve(f / "metrics.jsonl") for f in sorted(folds.glob("fold*"))]
+            curves = [curve(f) for f in sorted(folds.glob("fold*"))]
             for k, held_out in enumerate(curves):
                 epochs = rule_epochs(curves, k, chosen)
                 row = {"seed_run": str(seed_run), "fold": k, "epochs": epochs}

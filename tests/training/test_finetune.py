@@ -1075,7 +1075,7 @@ def test_the_training_people_choose_the_epoch_the_run_keeps(shared_data, pretrai
     assert all(set(f["train"]) | set(f["val"]) == set(main_split["train"]) for f in folds)  # never validation's
     curves = [epoch_folds.held_out_curve(run / "folds" / f"fold{k}") for k in (0, 1)]
     assert all(sorted(c) == [0, 1, 2, 3] for c in curves)  # every epoch, no early stopping
-    mean = [np.mean([c[e] for c in curves]) for e in range(4)]
+    mean = [np.mean([c[e]["metric"] for c in curves]) for e in range(4)]
     chosen = int(np.argmin(mean))
     saved = json.loads((run / "folds" / "choice.json").read_text())
     assert saved["epoch"] == chosen and saved["folds"][0]["held_out_groups"] == len(folds[0]["val"])

@@ -48,22 +48,24 @@ def fold_splits(train: Sequence[str], folds: int, seed: int) -> list[Split]:
     return [Split(train=tuple(g for g in sorted(train) if g not in out), val=out) for out in held]
 
 
-def held_out_curve(folder: Path) -> dict[int, float]:
-    """A fold run's validation ``metric`` at each whole epoch, from its ``metrics.jsonl`` (the last
-    line where an epoch was evaluated twice, as a resumed run may)."""
-    curve: dict[int, float] = {}
+def held_out_curve(folder: Path) -> dict[int, dict[str, float]]:
+    """A fold run's validation metrics (``evaluate``'s names: ``metric``, the loss that chooses,
+    ``auroc`` ...) at each whole epoch, from its ``metrics.jsonl`` (the last line where an epoch
+    was evaluated twice, as a resumed run may)."""
+    curve: dict[int, dict[str, float]] = {}
     for line in (folder / layout.METRICS).read_text().splitlines():
         row = json.loads(line)
         if "val/metric" in row and float(row["epoch"]).is_integer():
-            curve[int(row["epoch"])] = float(row["val/metric"])
+            found = {k.removeprefix("val/"): v for k, v in row.items() if k.startswith("val/")}
+            curve[int(row["epoch"])] = {k: float(v) for k, v in found.items() if isinstance(v, (int, float))}
     return curve
 
 
 def choose_epoch(curves: Sequence[Mapping[int, float]]) -> dict[str, Any]:
-    """The epoch of lowest mean held-out loss over the folds' ``curves`` (among the epochs every
-    fold evaluated; the earliest of equals; a fold's non-finite loss is left out of that epoch's
-    mean), with the curves and each fold's own best epoch. ValueError where no epoch has a finite
-    mean."""
+    """The epoch of lowest mean held-out loss over the folds' ``curves`` (each fold's ``metric`` by
+    epoch; among the epochs every fold evaluated; the earliest of equals; a fold's non-finite loss
+    is left out of that epoch's mean), with the curves and each fold's own best epoch. ValueError
+    where no epoch has a finite mean."""
     epochs = sorted(set.intersection(*(set(curve) for curve in curves))) if curves else []
     losses = np.array([[curve[e] for e in epochs] for curve in curves], dtype=np.float64).reshape(len(curves), -1)
     finite = np.isfinite(losses)

@@ -174,8 +174,9 @@ def train(
             log.info("of them from --background (task %s's background class): %s", cfg.task, plan.background)
         run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
         val_loader = setup.split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
-        job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
-        job.epoch_choice = epoch_choice
+        job = FineTuning(
+            cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after, epoch_choice=epoch_choice
+        )
         return _run(job, data, model, stages, state)
     finally:
         release_run_lock(output)  # taken by run_state.claim_output (a no-op where none was)
@@ -254,7 +255,7 @@ class _FoldRuns:
                 )  # fmt: skip
                 if status:
                     return status, None
-            curves.append(epoch_folds.held_out_curve(out))
+            curves.append({epoch: found["metric"] for epoch, found in epoch_folds.held_out_curve(out).items()})
         choice = epoch_folds.choose_epoch(curves)
         if self.dist.is_main:
             epoch_folds.write_choice(folder, choice, splits)
