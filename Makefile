@@ -10,7 +10,7 @@ BENCH_DIR ?= outputs/benchmark
 EEGMAT ?= ../shared/data/eegmat
 PYTEST_ARGS ?=
 
-.PHONY: install demo lint actionlint security test test-all benchmark bench bench-deps lock clean help
+.PHONY: install demo lint actionlint security test test-all benchmark bench bench-deps gpu-wheels lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -66,6 +66,15 @@ benchmark: $(STAMP)  ## eegfm vs baselines over seeds: eegmat (EEGMAT=its EDF fo
 
 bench-deps: $(STAMP)  ## install the benchmark-only peers (braindecode ...) without touching torch
 	@$(PY) -m pip install --quiet --no-deps -r requirements/bench.txt
+
+GPU_WHEEL_PLATFORMS := $(foreach n,2_28 2_27 2_17,--platform manylinux_$(n)_x86_64) --platform manylinux2014_x86_64
+GPU_WHEEL_ARGS := download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  $(GPU_WHEEL_PLATFORMS) --dest .whl
+
+gpu-wheels: $(STAMP)  ## fetch into .whl/ the Python 3.12 wheels benchmarks/gpu.sh carries to a GPU machine
+	@$(PY) -m pip $(GPU_WHEEL_ARGS) -r requirements/gpu-wheels.txt -c requirements/lock.txt
+	@$(PY) -m pip $(GPU_WHEEL_ARGS) -r requirements/bench.txt
+	@ls .whl
 
 bench: bench-deps  ## run the benchmarks that need no input; each prints one JSON object
 	@for b in benchmarks/*.py; do \

@@ -178,12 +178,10 @@ def step_env(workdir: Path, wheels: Path, dry_run: bool, timeout: float) -> tupl
         why = "dry run: wheels are installed only on a GPU run" if found else f"no wheels in {wheels}"
         context["wheels"] = {"folder": str(wheels), "files": [w.name for w in found], "installed": False, "why": why}
     if importlib.util.find_spec("eegfm") is None:
-        link = workdir / "eegfm-path"
-        link.mkdir()
-        (link / "eegfm").symlink_to(REPO, target_is_directory=True)
-        paths.append(str(link))
-        sys.path.append(str(link))  # this process builds the report with eegfm's benchmarks too
-        context["eegfm_import"] = f"the repository, linked as eegfm ({REPO}): eegfm is not installed for this python"
+        source = str(REPO / "src")  # the package's own folder: the repository uses a src layout
+        paths.append(source)
+        sys.path.append(source)  # this process builds the report with eegfm's benchmarks too
+        context["eegfm_import"] = f"the repository's src/ ({source}): eegfm is not installed for this python"
     else:
         context["eegfm_import"] = "installed"
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
@@ -194,7 +192,7 @@ def step_env(workdir: Path, wheels: Path, dry_run: bool, timeout: float) -> tupl
 
 
 def report(results: dict, context: dict, args: argparse.Namespace, started: float, complete: bool) -> dict:
-    # The steps' modules only once step_env() has made eegfm importable (linked, where not installed).
+    # The steps' modules only once step_env() has made eegfm importable (src/ on the path, where not installed).
     from benchmarks.gpu_steps import horovod_smoke as gpu_horovod
     from benchmarks.gpu_steps import loader as gpu_loader
     from benchmarks.gpu_steps import peers as gpu_peers

@@ -99,6 +99,31 @@ def test_dry_run_checks_each_step_on_the_cpu(dry_run):
         assert horovod["allreduce"]["right"] and len(horovod["steps"]["losses"]) == 2
 
 
+def test_an_uninstalled_eegfm_is_imported_from_the_repositorys_src(tmp_path):
+    # A GPU machine's python has no eegfm installed: the steps and the report import src/eegfm.
+    source = str(REPO / "src")
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        f"if {source!r} not in os.environ.get('PYTHONPATH', ''):\n"
+        f"    sys.path[:] = [p for p in sys.path if p != {source!r}]\n"
+    )
+    output = tmp_path / "gpu.json"
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(tmp_path))
+    done = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu.sh"), "--dry-run", "--only", "pretrain_eager", "--output", str(output)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert "report_error" not in report
+    assert report["software_stack"]["eegfm_import"].startswith("the repository's src/")
+    assert report["pretrain"]["status"] == "ok", report["pretrain"].get("why")
+
+
 def test_help_lists_the_options():
     done = _gpu_sh("--help", timeout=60)
     assert done.returncode == 0, done.stderr
