@@ -114,7 +114,7 @@ def _eegfm(inputs: list[str], out: Path, key: Path, extra: list[str]) -> list[st
     return args
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of eegmat EDF files")
     parser.add_argument(
@@ -137,9 +137,58 @@ def main() -> None:
         help="run on this many copies of the recordings (one folder per copy, each a site of its own, "
         "each copy's EDF headers marked so no copy is a duplicate): a larger corpus, where fixed costs weigh less",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exits through ``parser.error`` on an option out of its range."""
     if args.copies < 1:
         parser.error(f"--copies: expected an integer >= 1; got {args.copies}")
+
+
+def _fastest(cases: dict[str, list[str]], rounds: int, env: dict) -> dict[str, tuple[float, float]]:
+    """Each case's fastest wall seconds and largest peak RSS (MB) over ``rounds`` interleaved rounds."""
+    best: dict[str, tuple[float, float]] = {}
+    plain = {"mne_reference", "eegfm_default"}  # as a user runs them: the environment as it is
+    for _ in range(rounds):
+        for name, cmd in cases.items():
+            seconds, rss = _timed(cmd, None if name.split(":")[-1] in plain else env)
+            old = best.get(name, (math.inf, 0.0))
+            best[name] = (min(old[0], seconds), max(old[1], rss))
+    return best
+
+
+def _per_hour_cost(best: dict[str, tuple[float, float]], names: list[str], hours: float, half_hours: float) -> dict:
+    """Marginal EEG-hours/s and fixed seconds of each run, from its times on all and on half of the recordings."""
+    marginal = hours - half_hours
+
+    def per_hour(name: str) -> tuple[float, float]:
+        """(marginal EEG-hours/s, fixed seconds) from the full and the half corpus."""
+        full, part = best[name][0], best["half:" + name][0]
+        slope = max(full - part, 1e-9) / marginal
+        return 1.0 / slope, full - slope * hours
+
+    rates = {name: per_hour(name) for name in names}
+    # Where the second half of the recordings adds under a fifth of a run's time, the slope is
+    # mostly timing noise (a 2-worker run of the 64 eegmat files gave "3.35x" this way).
+    noisy = [name for name in names if best[name][0] - best["half:" + name][0] < 0.2 * best[name][0]]
+    return {
+        "note": "marginal EEG-hours/s between half and all of the recordings (fixed costs cancel)",
+        "too_small_to_separate": noisy,
+        "half_eeg_hours": round(half_hours, 4),
+        **{f"{name}_half_seconds": round(best["half:" + name][0], 2) for name in names},
+        **{f"{name}_eeg_hours_per_s": round(rates[name][0], 4) for name in names},
+        **{f"{name}_fixed_seconds": round(rates[name][1], 2) for name in names},
+        "speedup_vs_mne": round(rates["eegfm_1_worker"][0] / rates["mne_reference"][0], 2),
+        "speedup_vs_mne_default": round(rates["eegfm_default"][0] / rates["mne_reference"][0], 2),
+        "speedup_1_to_2_workers": round(rates["eegfm_mp_2_workers"][0] / rates["eegfm_mp_1_worker"][0], 2),
+    }
+
+
+def main() -> None:
+    parser = _parser()
+    args = parser.parse_args()
+    _check_args(parser, args)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     result: dict = {
         "benchmark": "preprocess",
@@ -174,13 +223,7 @@ def main() -> None:
             cases[corpus + "mne_reference"] = [sys.executable, "-c", MNE_REFERENCE, str(folder), str(out)]
             for name, extra in modes.items():
                 cases[corpus + name] = _eegfm([str(folder)], tmp / f"{corpus[:-1] or 'all'}-{name}", key, extra)
-        best: dict[str, tuple[float, float]] = {}
-        plain = {"mne_reference", "eegfm_default"}  # as a user runs them: the environment as it is
-        for _ in range(args.rounds):
-            for name, cmd in cases.items():
-                seconds, rss = _timed(cmd, None if name.split(":")[-1] in plain else env)
-                old = best.get(name, (math.inf, 0.0))
-                best[name] = (min(old[0], seconds), max(old[1], rss))
+        best = _fastest(cases, args.rounds, env)
         for name in ["mne_reference", *modes]:
             seconds, rss = best[name]
             key_rss = "peak_rss_mb" if name == "mne_reference" else "peak_rss_mb_largest_process"
@@ -193,31 +236,7 @@ def main() -> None:
         result["speedup_vs_mne_default"] = round(mne_s / best["eegfm_default"][0], 2)
         result["speedup_vs_mne_1_worker"] = round(mne_s / one, 2)
         result["speedup_1_to_2_workers"] = round(best["eegfm_mp_1_worker"][0] / best["eegfm_mp_2_workers"][0], 2)
-        marginal = hours - half_hours
-
-        def per_hour(name: str) -> tuple[float, float]:
-            """(marginal EEG-hours/s, fixed seconds) from the full and the half corpus."""
-            full, part = best[name][0], best["half:" + name][0]
-            slope = max(full - part, 1e-9) / marginal
-            return 1.0 / slope, full - slope * hours
-
-        rates = {name: per_hour(name) for name in ["mne_reference", *modes]}
-        # Where the second half of the recordings adds under a fifth of a run's time, the slope is
-        # mostly timing noise (a 2-worker run of the 64 eegmat files gave "3.35x" this way).
-        noisy = [
-            name for name in ["mne_reference", *modes] if best[name][0] - best["half:" + name][0] < 0.2 * best[name][0]
-        ]
-        result["per_hour_cost"] = {
-            "note": "marginal EEG-hours/s between half and all of the recordings (fixed costs cancel)",
-            "too_small_to_separate": noisy,
-            "half_eeg_hours": round(half_hours, 4),
-            **{f"{name}_half_seconds": round(best["half:" + name][0], 2) for name in ["mne_reference", *modes]},
-            **{f"{name}_eeg_hours_per_s": round(rates[name][0], 4) for name in ["mne_reference", *modes]},
-            **{f"{name}_fixed_seconds": round(rates[name][1], 2) for name in ["mne_reference", *modes]},
-            "speedup_vs_mne": round(rates["eegfm_1_worker"][0] / rates["mne_reference"][0], 2),
-            "speedup_vs_mne_default": round(rates["eegfm_default"][0] / rates["mne_reference"][0], 2),
-            "speedup_1_to_2_workers": round(rates["eegfm_mp_2_workers"][0] / rates["eegfm_mp_1_worker"][0], 2),
-        }
+        result["per_hour_cost"] = _per_hour_cost(best, ["mne_reference", *modes], hours, half_hours)
         result["targets"] = {
             "speedup_vs_mne_default": ">= 3.0 (with --copies 8; goal >= 5 per EEG-hour)",
             "speedup_vs_mne_1_worker": ">= 3.0",

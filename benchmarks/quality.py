@@ -161,7 +161,7 @@ def compare_with_baseline(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
@@ -177,9 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="git revision whose quality/features/artifact_ae to compare with",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exits through ``parser.error`` on an option out of its range."""
     if args.repeats < 1:
         parser.error(f"--repeats: expected an integer >= 1; got {args.repeats}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
 
     filtered, unfiltered, recording_hours = load_windows(args.data, args.window_s)
     n = len(filtered)

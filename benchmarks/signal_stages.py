@@ -98,7 +98,7 @@ def windows_of(data: np.ndarray) -> np.ndarray:
     return data[:, : count * n].reshape(data.shape[0], count, n).transpose(1, 0, 2)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
@@ -106,10 +106,33 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO.parent / "shared" / "data" / "eegmat",
         help="folder with the eegmat SubjectNN_K.edf files",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _recordings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Path]:
+    """The Subject*.edf files of ``--data``, sorted; exits through ``parser.error`` where there are none."""
     files = sorted(args.data.glob("Subject*.edf"))
     if not files:
         parser.error(f"--data: no Subject*.edf files in {args.data}")
+    return files
+
+
+def _stage_seconds(timer: Timer, eeg_hours: float) -> dict[str, dict[str, float]]:
+    """Each stage's wall and CPU seconds, and its wall seconds per EEG-hour."""
+    return {
+        stage: {
+            "wall_s": round(wall, 3),
+            "cpu_s": round(timer.cpu[stage], 3),
+            "wall_s_per_eeg_hour": round(wall / eeg_hours, 3),
+        }
+        for stage, wall in timer.wall.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    files = _recordings(parser, args)
 
     timer = Timer()
     design_256 = design_filters(SFREQ, FilterConfig(line_freq=50), 50)
@@ -149,14 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     scores = timer("artifact_ae_score", model.score_features, timer("artifact_ae_score", band_features, windows))
 
     eeg_hours = n_samples_in / sfreq_in / 3600.0
-    stages = {
-        stage: {
-            "wall_s": round(wall, 3),
-            "cpu_s": round(timer.cpu[stage], 3),
-            "wall_s_per_eeg_hour": round(wall / eeg_hours, 3),
-        }
-        for stage, wall in timer.wall.items()
-    }
+    stages = _stage_seconds(timer, eeg_hours)
     compute = ("resample", "filter")
     result = {
         "dataset": str(args.data),

@@ -96,7 +96,7 @@ def profile(step, forward, sync, steps: int, top: int) -> dict:
     }
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="base", help="model preset (default: base)")
     parser.add_argument("--batches", type=int, nargs="+", default=[256], help="windows per step to measure")
@@ -131,12 +131,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--profile-steps", type=int, default=5, help="profiled steps per variant")
     parser.add_argument("--top", type=int, default=12, help="kernels listed per variant")
-    args = parser.parse_args()
+    return parser
+
+
+def _checked_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """The ``--set`` overrides, parsed; exits through ``parser.error`` where they or ``--preset`` make
+    no valid model config."""
     try:  # the training CLIs' --set parsing, and the model config's checks, before any GPU work
         overrides = parse_overrides(args.overrides)
         EEGFMConfig.from_preset(args.preset, **overrides)
     except (ConfigError, ValueError) as error:
         parser.error(f"--preset/--set: {error}")
+    return overrides
+
+
+def main() -> None:
+    parser = _parser()
+    args = parser.parse_args()
+    overrides = _checked_overrides(parser, args)
     if not torch.cuda.is_available():  # `make bench` runs every script: report, don't fail
         print(json.dumps({"benchmark": "train_gpu_profile", "skipped": "needs a CUDA GPU; none is visible"}))
         return

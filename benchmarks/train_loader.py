@@ -277,6 +277,44 @@ def mechanism_benchmark(
     }
 
 
+def _median(values: list[dict[str, float]], key: str) -> float:
+    return statistics.median(v[key] for v in values)
+
+
+def _loader_table(
+    runs: dict[tuple[int, str], list[dict[str, float]]],
+    raw_per_s: float,
+    raw_cpu_us: float,
+    consumed_per_s: float | None,
+) -> dict[str, dict[str, float]]:
+    """Each (workers, dtype) case's medians over the rounds, against the raw read bound and, given
+    ``consumed_per_s``, the windows/s a training step takes."""
+    loader = {}
+    for (n_workers, dtype), values in runs.items():
+        rate, cpu = _median(values, "per_s"), _median(values, "cpu_us")
+        loader[f"workers={n_workers},{dtype}"] = {
+            "windows_per_s": round(rate, 1),
+            "windows_per_s_per_worker": round(rate / max(1, n_workers), 1),
+            "first_batch_s": round(_median(values, "first_batch_s"), 2),
+            "cpu_us_per_window": round(cpu),
+            "ratio": round(rate / raw_per_s, 3),
+            "ratio_per_core": round(raw_cpu_us / cpu, 3),
+        }
+        if consumed_per_s:
+            loader[f"workers={n_workers},{dtype}"]["times_training_demand"] = round(rate / consumed_per_s, 1)
+    return loader
+
+
+def _tensorflow_summary(tf_rates: list[tuple[float, int] | None]) -> dict:
+    """tf.data's median records/s over the rounds, or a note where TensorFlow is missing."""
+    if None in tf_rates:
+        return {"note": "TensorFlow is not installed (pip install -e .[tf])"}
+    return {
+        "records_per_s": round(statistics.median(r for r, _ in tf_rates), 1),
+        "note": "tf.data.TFRecordDataset, SNAPPY, one thread, graph mode, nothing parsed",
+    }
+
+
 def loader_benchmark(
     data: str | Path,
     *,
@@ -308,33 +346,9 @@ def loader_benchmark(
         for n_workers, dtype in cases:
             runs[n_workers, dtype].append(loader_rate(data, n_workers, dtype, batch_size, seconds))
 
-    def median(values: list[dict[str, float]], key: str) -> float:
-        return statistics.median(v[key] for v in values)
-
-    raw_rate_, raw_cpu = median(raw, "per_s"), median(raw, "cpu_us")
-    loader = {}
-    for (n_workers, dtype), values in runs.items():
-        rate, cpu = median(values, "per_s"), median(values, "cpu_us")
-        loader[f"workers={n_workers},{dtype}"] = {
-            "windows_per_s": round(rate, 1),
-            "windows_per_s_per_worker": round(rate / max(1, n_workers), 1),
-            "first_batch_s": round(median(values, "first_batch_s"), 2),
-            "cpu_us_per_window": round(cpu),
-            "ratio": round(rate / raw_rate_, 3),
-            "ratio_per_core": round(raw_cpu / cpu, 3),
-        }
-        if consumed_per_s:
-            loader[f"workers={n_workers},{dtype}"]["times_training_demand"] = round(rate / consumed_per_s, 1)
-    tensorflow = None
-    if tf_reference:
-        tensorflow = (
-            {"note": "TensorFlow is not installed (pip install -e .[tf])"}
-            if None in tf_rates
-            else {
-                "records_per_s": round(statistics.median(r for r, _ in tf_rates), 1),
-                "note": "tf.data.TFRecordDataset, SNAPPY, one thread, graph mode, nothing parsed",
-            }
-        )
+    raw_rate_, raw_cpu = _median(raw, "per_s"), _median(raw, "cpu_us")
+    loader = _loader_table(runs, raw_rate_, raw_cpu, consumed_per_s)
+    tensorflow = _tensorflow_summary(tf_rates) if tf_reference else None
     for value in loader.values():
         if tensorflow and "records_per_s" in tensorflow:
             value["loader_vs_tensorflow"] = round(value["windows_per_s"] / tensorflow["records_per_s"], 2)
@@ -369,7 +383,7 @@ def loader_benchmark(
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
@@ -403,6 +417,13 @@ def main(argv: list[str] | None = None) -> None:
         help="also time tf.data's own SNAPPY TFRecord reader on the same files (one "
         "thread, in a subprocess) and report the loader's rate against it",
     )
+    _add_corpus_options(parser)
+    _add_mechanism_options(parser)
+    return parser
+
+
+def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
+    """--simulate, --synthetic and --copies: a corpus made, or enlarged, in a temporary folder."""
     parser.add_argument(
         "--simulate",
         type=float,
@@ -429,6 +450,10 @@ def main(argv: list[str] | None = None) -> None:
         "image), many workers on a small one each get an epoch of a few windows, and a "
         "loader's epoch ends cost more than its steady state",
     )
+
+
+def _add_mechanism_options(parser: argparse.ArgumentParser) -> None:
+    """--mechanisms and --against: the loader against its variants instead of the throughput report."""
     parser.add_argument(
         "--mechanisms",
         action="store_true",
@@ -443,21 +468,37 @@ def main(argv: list[str] | None = None) -> None:
         help="with --mechanisms: protobuf parsing whole records (split_samples=False), "
         "DataLoader's own transfer (fast_ipc=False), a plain DataLoader (default: all)",
     )
-    args = parser.parse_args(argv)
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exits through ``parser.error`` on an option out of its range, or on two that exclude each other."""
     if args.copies < 1:
         parser.error(f"--copies: expected an integer >= 1; got {args.copies}")
     if args.synthetic < 0 or (args.synthetic and args.simulate > 0):
         parser.error(f"--synthetic: expected an integer >= 1, and not with --simulate; got {args.synthetic}")
+
+
+def _corpus(args: argparse.Namespace, tmp: Path) -> str | Path:
+    """The folder to read: ``--data``, or the corpus ``--simulate`` or ``--synthetic`` writes under
+    ``tmp``, linked ``--copies`` times under ``tmp`` where that is over 1."""
+    data = args.data
+    if args.simulate > 0:
+        data = simulate_and_preprocess(tmp, shards_per_site=2, subjects=4, minutes=args.simulate)
+    if args.synthetic:
+        data = str(tmp / "synthetic")
+        write_corpus(data, args.synthetic)
+    if args.copies > 1:
+        link_corpus(Path(data), args.copies, tmp / "copies")
+        data = str(tmp / "copies")
+    return data
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if args.simulate > 0:
-            data = simulate_and_preprocess(Path(tmp), shards_per_site=2, subjects=4, minutes=args.simulate)
-        if args.synthetic:
-            data = str(Path(tmp) / "synthetic")
-            write_corpus(data, args.synthetic)
-        if args.copies > 1:
-            link_corpus(Path(data), args.copies, Path(tmp) / "copies")
-            data = str(Path(tmp) / "copies")
+        data = _corpus(args, Path(tmp))
         if args.mechanisms:
             result = mechanism_benchmark(
                 data,

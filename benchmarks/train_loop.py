@@ -114,7 +114,7 @@ def _compare_step(run: dict, config: str, overrides: list[str], batch: int) -> d
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="a pipelines.job.preprocess output folder")
@@ -156,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         help="config override for the run, e.g. loader.batch_size=512 (repeatable)",
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the training run may take")
-    args = parser.parse_args(argv)
-    if args.copies is None:
-        args.copies = 40 if args.data is not None else 1
+    return parser
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exits through ``parser.error`` on an option out of its range."""
     if args.synthetic is not None and args.synthetic < 1:
         parser.error(f"--synthetic: expected an integer >= 1; got {args.synthetic}")
     for name in ("copies", "nproc", "max_steps", "log_every"):
@@ -166,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')}: expected an integer >= 1; got {getattr(args, name)}")
     if not 0 <= args.skip_steps < args.max_steps:
         parser.error(f"--skip-steps: expected an integer in [0, --max-steps={args.max_steps}); got {args.skip_steps}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.copies is None:
+        args.copies = 40 if args.data is not None else 1
+    _check_args(parser, args)
     # training.config loads torch (6 s): not for --help or a bad argument.
     from eegfm.training.config import load_config
 
