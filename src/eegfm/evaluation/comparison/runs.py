@@ -362,12 +362,7 @@ def run_methods(
     if any(m.shared for m in needed) and not opts.shared_encoder:
         raise ConfigError("--shared_encoder: method eegfm_shared needs the shared encoder's model folder")
     pool = pool or JobPool(plan(1, 1))
-    pretrainings: dict[str, Future] = {}  # one per architecture serves all its runs: a job like the others
-    for arch in dict.fromkeys(m.architecture for m in needed if m.pretrained and not m.shared):
-        folder = pretrain_folder(output, arch)
-        pretrainings[arch] = pool.submit(
-            pretrain, pretrain_data, folder, opts, arch, name=f"pretraining {arch}", first=True
-        )  # first: the runs that need it wait for it
+    pretrainings = _submit_pretrainings(pool, needed, output, opts, pretrain_data)
     encoders: dict[str, Path] = {}
     jobs: dict[tuple[str, int, str], Future] = {}
 
@@ -381,13 +376,7 @@ def run_methods(
                     finetune, *args, name=f"fine-tuning {member.name} seed {seed}"
                 )
 
-    order = [
-        (method, seed, fold, split)
-        for seed in dict.fromkeys([*seeds, *(opts.reference_seeds or ())])
-        for fold, split in folds.items()
-        for method in chosen
-        if seed in opts.seeds_of(method, seeds)
-    ]
+    order = _run_order(chosen, seeds, folds, opts)
     ran = {(m.name, seed, fold): _run_seed(m, seed, opts, seeds, split) for m, seed, fold, split in order}
     mine = [(m, seed, fold, split) for m, seed, fold, split in order if ran[m.name, seed, fold] == seed]
     # The runs that start from no pretraining of this run go first, beside the pretraining.
@@ -412,6 +401,33 @@ def run_methods(
             found = done[method.name, run_seed, fold]
         reports[method.name][fold].append({**found, "run": str(folder)})
     return choose_runs(reports, alternatives, asked, choose)
+
+
+def _run_order(
+    chosen: Sequence[Method], seeds: Sequence[int], folds: Mapping[str, Mapping[str, Any]], opts: RecipeOptions
+) -> list[tuple[Method, int, str, Mapping[str, Any]]]:
+    """Every (method, seed, fold, split) the rows report, seed by seed: each method's own seeds
+    (:meth:`RecipeOptions.seeds_of`), the reference seeds included."""
+    return [
+        (method, seed, fold, split)
+        for seed in dict.fromkeys([*seeds, *(opts.reference_seeds or ())])
+        for fold, split in folds.items()
+        for method in chosen
+        if seed in opts.seeds_of(method, seeds)
+    ]
+
+
+def _submit_pretrainings(
+    pool: JobPool, needed: Sequence[Method], output: Path, opts: RecipeOptions, pretrain_data: Sequence[str]
+) -> dict[str, Future]:
+    """One pretraining job per architecture that ``needed`` starts from (the shared encoder's
+    excepted); each serves all its runs, which wait for it (``first``)."""
+    return {
+        arch: pool.submit(
+            pretrain, pretrain_data, pretrain_folder(output, arch), opts, arch, name=f"pretraining {arch}", first=True
+        )
+        for arch in dict.fromkeys(m.architecture for m in needed if m.pretrained and not m.shared)
+    }
 
 
 def seed_free(method: Method, opts: RecipeOptions, split: Mapping[str, Any]) -> bool:
