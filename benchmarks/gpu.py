@@ -17,9 +17,10 @@ this machine records ``{"status": "not_run", "why": ...}`` and the run goes on. 
 
 ``--dry-run`` checks every step on the CPU with tiny shapes in about a minute and writes the same
 sections, marked ``dry_run``, with what the GPU run would measure (``gpu_plan``). Wheels in
-``--wheels`` (default ``.whl/``) are installed into a temporary folder first (never downloaded);
-without an installed ``eegfm`` the repository is imported as it. With no arguments on a machine
-without ``nvidia-smi`` (``make bench``) it only prints that it skipped.
+``--wheels`` (default ``.whl/``; ``make gpu-wheels``) are installed into a temporary folder first
+(never downloaded); without an installed ``eegfm`` it is imported from the repository's ``src/``.
+With no arguments on a machine without ``nvidia-smi`` (``make bench``) it only prints that it
+skipped.
 
     bash benchmarks/gpu.sh [--dry-run] [--output FILE] [--windows FILE.npz] [--only STEP ...]
 """
