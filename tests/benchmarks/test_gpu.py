@@ -22,12 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 SECTIONS = {"software_stack", "pretrain", "peers", "loader", "tensorrt", "horovod"}
 
 
-def _gpu_sh(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHON=sys.executable)
+def _gpu_sh(*args: str, timeout: float, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(REPO / "benchmarks" / "gpu.sh"), *args],
-        cwd=REPO,
-        env=env,
+        cwd=cwd,
+        env=dict(os.environ, PYTHON=sys.executable, **env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -108,15 +107,8 @@ def test_an_uninstalled_eegfm_is_imported_from_the_repositorys_src(tmp_path):
         f"    sys.path[:] = [p for p in sys.path if p != {source!r}]\n"
     )
     output = tmp_path / "gpu.json"
-    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(tmp_path))
-    done = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "gpu.sh"), "--dry-run", "--only", "pretrain_eager", "--output", str(output)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    only = ("--dry-run", "--only", "pretrain_eager", "--output", str(output))
+    done = _gpu_sh(*only, timeout=300, cwd=tmp_path, PYTHONPATH=str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(output.read_text())
     assert "report_error" not in report

@@ -297,6 +297,7 @@ def end_worker_on_exhaustion() -> None:
                 fh.write(line + "\n")
         _exit_now(EXHAUSTED_WORKER_EXIT)
 
+    # Python's documented switch for a thread's uncaught exception; Beam offers none of its own.
     threading.excepthook = end
 
 
