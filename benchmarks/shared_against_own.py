@@ -1,4 +1,5 @@
-"""Benchmark: the shared encoder (``eegfm_shared``) against the benchmark's own pretraining
+"""Benchmark: the shared encoder (``eegfm_shared``, or with ``--shared_row eegfm_adapted`` the shared
+encoder pretrained further on the benchmark's windows) against the benchmark's own pretraining
 (``eegfm``) on the validation people, seed by seed and paired; prints one JSON object.
 
 On one or more labeled benchmark output folders run with ``--methods eegfm eegfm_shared`` (each
@@ -15,6 +16,7 @@ same ``data/``):
   whether that is where the validation people's is. Binary tasks only.
 
     python benchmarks/shared_against_own.py OUTPUT [OUTPUT ...] [--task eegmat_rest_task] [--draws 1000]
+        [--shared_row eegfm_shared|eegfm_adapted]
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from eegfm.model.fused import network_probabilities  # noqa: E402
 NEEDS_INPUT = "labeled benchmark output folders with eegfm_shared runs"  # make bench skips it
 
 METRICS = ("balanced_accuracy", "auroc", "auprc")
-METHODS = ("eegfm", "eegfm_shared")
+OWN = "eegfm"
+SHARED_ROWS = ("eegfm_shared", "eegfm_adapted")
 OFFSETS = np.round(np.arange(-4.0, 4.01, 0.1), 2)  # log-odds
 FLOOR = 1e-12
 
@@ -56,14 +59,14 @@ def best_offset(probs: np.ndarray, top: np.ndarray) -> tuple[float, float]:
     return float(OFFSETS[best]), float(found[best])
 
 
-def seed_runs(outputs: list[Path]) -> dict[str, dict[str, Path]]:
-    """``{seed: {method: model folder}}`` of the seeds both methods ran."""
+def seed_runs(outputs: list[Path], methods: tuple[str, str]) -> dict[str, dict[str, Path]]:
+    """``{seed: {method: model folder}}`` of the seeds both ``methods`` ran."""
     found: dict[str, dict[str, Path]] = {}
     for output in outputs:
-        for method in METHODS:
+        for method in methods:
             for run in sorted((output / "runs" / method / "corpus").glob("seed*")):
                 found.setdefault(run.name, {})[method] = run / "model"
-    return {seed: runs for seed, runs in sorted(found.items()) if len(runs) == len(METHODS)}
+    return {seed: runs for seed, runs in sorted(found.items()) if len(runs) == len(methods)}
 
 
 def probabilities(folder: Path, windows: WindowSet) -> np.ndarray:
@@ -75,31 +78,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outputs", type=Path, nargs="+", help="labeled benchmark output folders (the same data/)")
     parser.add_argument("--task", default="eegmat_rest_task", help="the windows' task (the folder suite's: folder)")
     parser.add_argument("--draws", type=int, default=1000, help="resamples of the validation people")
+    parser.add_argument(
+        "--shared_row", default=SHARED_ROWS[0], choices=SHARED_ROWS, help="the row from the shared encoder compared"
+    )
     args = parser.parse_args(argv)
+    methods = (OWN, args.shared_row)
     windows = load_windows(str(args.outputs[0] / "data"), args.task)
     train, validation = windows.of_split("train"), windows.of_split("dev")
-    runs = seed_runs(args.outputs)
+    runs = seed_runs(args.outputs, methods)
     if not runs:
-        parser.error(f"no seed ran both {' and '.join(METHODS)} under {', '.join(map(str, args.outputs))}")
+        parser.error(f"no seed ran both {' and '.join(methods)} under {', '.join(map(str, args.outputs))}")
     held = {(seed, m): probabilities(f, validation) for seed, found in runs.items() for m, f in found.items()}
     seen = {(seed, m): probabilities(f, train) for seed, found in runs.items() for m, f in found.items()}
     top, every = validation.label, np.arange(len(validation))
     per_seed, differences = {}, []
     for seed in runs:
-        row = {m: dict(zip(METRICS, np.round(scores(held[seed, m], top), 4).tolist())) for m in METHODS}
-        for m in METHODS:
+        row = {m: dict(zip(METRICS, np.round(scores(held[seed, m], top), 4).tolist())) for m in methods}
+        for m in methods:
             row[m]["offset_on_validation"], _ = best_offset(held[seed, m], top)
             row[m]["offset_on_training"], _ = best_offset(seen[seed, m], train.label)
         per_seed[seed] = row
     _, person = np.unique(validation.subject.astype(str), return_inverse=True)
     for rows in [every, *people_draws(person, top, args.draws)]:
-        differences.append(np.mean([_paired(held, seed, top, rows) for seed in runs], axis=0))
+        differences.append(np.mean([_paired(held, seed, methods, top, rows) for seed in runs], axis=0))
     point, draws = differences[0], np.array(differences[1:])
     result = {
         "outputs": [str(o) for o in args.outputs],
         "validation_people": int(person.max() + 1),
+        "shared_row": args.shared_row,
         "seeds": per_seed,
-        "mean": {m: {k: round(float(np.mean([per_seed[s][m][k] for s in runs])), 4) for k in METRICS} for m in METHODS},
+        "mean": {m: {k: round(float(np.mean([per_seed[s][m][k] for s in runs])), 4) for k in METRICS} for m in methods},
         "shared_less_own": {
             k: {
                 "difference": round(float(point[i]), 4),
@@ -113,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _paired(held: dict, seed: str, top: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _paired(held: dict, seed: str, methods: tuple[str, str], top: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Shared less own on the validation windows ``rows`` (with repeats), one seed."""
-    return scores(held[seed, "eegfm_shared"][rows], top[rows]) - scores(held[seed, "eegfm"][rows], top[rows])
+    own, shared = methods
+    return scores(held[seed, shared][rows], top[rows]) - scores(held[seed, own][rows], top[rows])
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ def test_only_seeds_both_encoders_ran_are_paired(tmp_path):
             (tmp_path / "a" / "runs" / method / "corpus" / f"seed{seed}").mkdir(parents=True)
     (tmp_path / "b" / "runs" / "eegfm" / "corpus" / "seed3").mkdir(parents=True)
     (tmp_path / "b" / "runs" / "eegfm_shared" / "corpus" / "seed3").mkdir(parents=True)
-    runs = seed_runs([tmp_path / "a", tmp_path / "b"])
+    (tmp_path / "b" / "runs" / "eegfm_adapted" / "corpus" / "seed3").mkdir(parents=True)
+    runs = seed_runs([tmp_path / "a", tmp_path / "b"], ("eegfm", "eegfm_shared"))
     assert list(runs) == ["seed1", "seed2", "seed3"]
     assert runs["seed3"]["eegfm_shared"] == tmp_path / "b" / "runs" / "eegfm_shared" / "corpus" / "seed3" / "model"
+    adapted = seed_runs([tmp_path / "a", tmp_path / "b"], ("eegfm", "eegfm_adapted"))  # --shared_row eegfm_adapted
+    assert list(adapted) == ["seed3"] and set(adapted["seed3"]) == {"eegfm", "eegfm_adapted"}

@@ -347,6 +347,51 @@ def test_bad_config_and_resume_arguments_fail_with_clear_messages(pipeline_outpu
     )
 
 
+def test_init_from_continues_a_pretrainings_weights_and_refuses_a_model_they_do_not_fit(
+    pipeline_output, tmp_path, capsys
+):
+    from eegfm.training import pretrain
+
+    first = tmp_path / "first"
+    assert _pretrain(pipeline_output, first, "--max_steps", "2", timeout=120).returncode == 0
+    # Another seed, so that fresh weights would differ everywhere: the tensors pretraining does not
+    # train (lr 0) keep the first run's random values, and the trained ones move on from them.
+    done = _pretrain(
+        pipeline_output,
+        tmp_path / "again",
+        "--max_steps",
+        "2",
+        "--set",
+        "seed=1",
+        "--set",
+        f"init_from={first / 'model'}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"pretraining continues from the weights in {first / 'model'}" in done.stderr
+    before, after = _weights(first), _weights(tmp_path / "again")
+    kept = [k for k in before if torch.equal(before[k], after[k]) and before[k].float().std() > 0]
+    assert kept, "no random tensor came over from init_from"
+    fresh = _weights(_pretrain_fresh(pipeline_output, tmp_path / "fresh"))
+    assert not [k for k in kept if torch.equal(before[k], fresh[k])]  # a seed-1 start shares none of them
+
+    def refused(*extra: str) -> str:
+        argv = ["--data", str(pipeline_output), "--output", str(tmp_path / "bad"), *FAST, "--max_steps", "2", *extra]
+        assert pretrain.main(argv) == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    wider = refused("--set", f"init_from={first / 'model'}", "--set", "model_overrides.hidden_size=48")
+    assert wider.startswith(f"pretrain: init_from: {first / 'model'}: its weights do not fit this run's model")
+    assert "size mismatch" in wider
+    missing = refused("--set", f"init_from={tmp_path / 'nowhere'}")
+    expected = "expected a pretraining's model folder (config.json and model.safetensors)"
+    assert missing == f"pretrain: init_from: {tmp_path / 'nowhere'}: {expected}"
+
+
+def _pretrain_fresh(data: Path, output: Path) -> Path:
+    assert _pretrain(data, output, "--max_steps", "2", "--set", "seed=1", timeout=120).returncode == 0
+    return output
+
+
 def test_a_short_max_steps_shortens_the_configs_warmup_unless_set_gives_it():
     from eegfm.training import command
     from eegfm.training.config import ConfigError, load_config

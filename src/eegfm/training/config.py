@@ -151,9 +151,13 @@ class PretrainConfig(RunConfig):
         ``eegfm`` by its own objectives, or a peer (``cbramod``, ``labram``) by masked patch
         modeling (``model.patch_pretraining``), at its preset (``model`` where it has it, else
         base) with ``model_overrides`` of its own config's fields.
+    init_from: a pretraining's model folder (its ``model/``) whose weights start this run instead of
+        random ones: continued pretraining of a shared encoder on this data. The run's model config
+        must give every tensor the shape it has there; the optimizer and schedule start afresh.
     """
 
     architecture: str = "eegfm"
+    init_from: str | None = None
     val_fraction: float = 0.0
     split_group: str = "subject"
     val_windows: int = 512
@@ -172,6 +176,8 @@ class PretrainConfig(RunConfig):
         self.train_subject_fraction = check_float(
             "train_subject_fraction", self.train_subject_fraction, 0, 1, low_inclusive=False
         )
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ConfigError(f"init_from: expected a model folder's path or null; got {self.init_from!r}")
 
     def model_config(self) -> EEGFMConfig:
         """``EEGFMConfig``, or the config of a peer ``architecture``."""

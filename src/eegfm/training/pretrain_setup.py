@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
+from eegfm.contract import model_files as files
+from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
-from eegfm.model.architectures import get_architecture
+from eegfm.model.architectures import get_architecture, saved_model_type
 from eegfm.model.modeling import pretraining_losses
 from eegfm.training.config import PretrainConfig, resolve_precision
 from eegfm.training.data import EEGLoader, RecordFilter
@@ -41,6 +45,29 @@ def untrained_by_pretraining(model: torch.nn.Module) -> set[str]:
         torch.set_rng_state(rng)  # the probe must not shift the run's random streams
         model.train(was_training)
     return {n for (n, _), g in zip(named, grads) if g is None}
+
+
+def load_initial_weights(model: torch.nn.Module, folder: Path) -> None:
+    """``model`` starts from the weights a pretraining saved in ``folder`` (``init_from``): every
+    tensor, by name and shape; ConfigError naming the folder and what differs otherwise."""
+    weights = folder / files.WEIGHTS
+    if not weights.is_file() or not (folder / files.CONFIG).is_file():
+        raise ConfigError(
+            f"init_from: {folder}: expected a pretraining's model folder ({files.CONFIG} and {files.WEIGHTS})"
+        )
+    model_type = saved_model_type(folder)
+    if model_type != model.config.model_type:
+        raise ConfigError(
+            f"init_from: {folder} holds a {model_type!r} model; this run pretrains {model.config.model_type!r}"
+        )
+    try:
+        model.load_state_dict(load_file(weights), strict=True)
+    except RuntimeError as err:  # torch lists each missing, unexpected or reshaped tensor
+        raise ConfigError(
+            f"init_from: {folder}: its weights do not fit this run's model (give the model settings it was "
+            f"pretrained with): {str(err).splitlines()[-1].strip()[:400]}"
+        ) from err
+    log.info("pretraining continues from the weights in %s", folder)
 
 
 def configure_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
@@ -90,7 +117,10 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filter
     configure_kernels(cfg, dist.device)
     amp_dtype = resolve_precision(cfg.precision, dist.device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
-    model = get_architecture(cfg.architecture).pretraining_class(cfg.model_config()).to(dist.device)
+    model = get_architecture(cfg.architecture).pretraining_class(cfg.model_config())
+    if cfg.init_from is not None:
+        load_initial_weights(model, Path(cfg.init_from))
+    model = model.to(dist.device)
     optimizer = configure_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.optim.lr_factor)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from eegfm.evaluation.comparison import fingerprint, runs
+from eegfm.core.config import ConfigError
+from eegfm.evaluation.comparison import fingerprint, pretrainings, runs
 from eegfm.evaluation.comparison.cli import build_parser
 from eegfm.evaluation.comparison.options import BenchmarkOptions
 from eegfm.evaluation.comparison.runs import METHODS, RecipeOptions, choose_runs, validation_score
@@ -66,7 +67,7 @@ def test_the_labeled_suites_pretrained_eegfm_runs_keep_the_last_epoch_and_from_s
     )
     chosen_by = {m: opts.finetune_config(0, {}, METHODS[m]).epochs_chosen_by for m in METHODS if m != "ensemble"}
     assert {m for m, rule in chosen_by.items() if rule == "none"} == {
-        "eegfm", "eegfm_shared", "linear_probe", "eegfm_10pct", "eegfm_fusion",
+        "eegfm", "eegfm_shared", "eegfm_adapted", "linear_probe", "eegfm_10pct", "eegfm_fusion",
     }  # fmt: skip
     assert chosen_by["scratch"] == chosen_by["cbramod_pretrained"] == "validation"  # another architecture's own
     given = dataclasses.replace(opts, finetune_set=("epochs_chosen_by=validation",))
@@ -93,7 +94,7 @@ def _fake(monkeypatch, module, name: str, marker: str) -> list:
 
 
 def test_pretraining_and_runs_are_made_anew_when_what_they_depend_on_changes(tmp_path, monkeypatch, caplog):
-    pretrainings = _fake(monkeypatch, runs.pretraining, "pretrain", "model/config.json")
+    pretrain_calls = _fake(monkeypatch, pretrainings.pretraining, "pretrain", "model/config.json")
     finetunings = _fake(monkeypatch, runs.finetuning, "finetune", "eval.json")
     data = tmp_path / "data"
     fingerprint.write(data, {"labels": "a", "window_seconds": 5.0})  # as preprocessing leaves it
@@ -101,23 +102,39 @@ def test_pretraining_and_runs_are_made_anew_when_what_they_depend_on_changes(tmp
     method, split = METHODS["eegfm"], {"corpus_split": True}
 
     def both(opts=opts, seed=0):
-        encoder = runs.pretrain([str(data)], tmp_path / "pretrain", opts)
+        encoder = pretrainings.pretrain([str(data)], tmp_path / "pretrain", opts)
         runs.finetune(str(data), encoder, tmp_path / "runs" / "eegfm" / "corpus" / "seed0", method, seed, opts, split)
 
     both()
     (tmp_path / "pretrain" / "leftover").write_text("from the first pretraining")
     both()
-    assert (len(pretrainings), len(finetunings)) == (1, 1)  # the same inputs: both reused
+    assert (len(pretrain_calls), len(finetunings)) == (1, 1)  # the same inputs: both reused
     fingerprint.write(data, {"labels": "b", "window_seconds": 5.0})  # the labels table changed: new windows
     both()
-    assert (len(pretrainings), len(finetunings)) == (2, 2)
+    assert (len(pretrain_calls), len(finetunings)) == (2, 2)
     assert "pretrain: the data folder changed since it was made: recomputing it" in caplog.text
     assert not (tmp_path / "pretrain" / "leftover").exists()  # the stale folder was removed, not mixed in
     both(dataclasses.replace(opts, pretrain_steps=8))  # pretraining changed: so did the encoder of the run
-    assert (len(pretrainings), len(finetunings)) == (3, 3)
+    assert (len(pretrain_calls), len(finetunings)) == (3, 3)
     caplog.clear()
     both(dataclasses.replace(opts, pretrain_steps=8, finetune_set=("epochs=1",)), seed=1)
-    assert (len(pretrainings), len(finetunings)) == (3, 4)
+    assert (len(pretrain_calls), len(finetunings)) == (3, 4)
     assert "seed0: the seed, the overrides changed" in caplog.text and "(pretraining" not in caplog.text
     stored = json.loads((tmp_path / "runs" / "eegfm" / "corpus" / "seed0" / "fingerprint.json").read_text())
     assert {"data", "encoder", "method", "seed", "config", "settings"} <= set(stored["fields"])
+
+
+def test_the_further_pretraining_of_the_shared_encoder_takes_a_third_of_the_steps_unless_given(tmp_path):
+    opts = RecipeOptions(config="cpu-tiny", task="binary", pretrain_steps=9)
+    assert opts.adapted_steps() == 3
+    shared = tmp_path / "shared" / "model"
+    cfg, _ = opts.pretrain_config("eegfm", shared)
+    assert (cfg.init_from, cfg.optim.max_steps, cfg.exclude_corpus_splits) == (str(shared), 3, ["dev", "eval"])
+    assert opts.pretrain_config("eegfm")[0].init_from is None  # its own pretraining starts from random weights
+    given = dataclasses.replace(opts, adapt_steps=5)
+    assert given.pretrain_config("eegfm", shared)[0].optim.max_steps == 5
+    assert METHODS["eegfm_adapted"].pretraining == "eegfm-adapted" and METHODS["eegfm_shared"].pretraining is None
+    with pytest.raises(ConfigError, match="--shared_encoder: method eegfm_adapted"):
+        BenchmarkOptions(output=tmp_path, methods=("eegfm", "eegfm_adapted"))
+    with pytest.raises(ConfigError, match="--adapt_steps: expected a positive number of steps; got 0"):
+        BenchmarkOptions(output=tmp_path, adapt_steps=0)

@@ -1,14 +1,18 @@
 """The shared encoder: one pretraining over every real corpus at hand (tiny here: two eegmat
 subjects and eegmmi), held-out subjects never read (nor listed among the recordings it read, by
 content hash), then fine-tuned by a benchmark beside its own pretraining as the ``eegfm_shared``
-row: its validation subjects were held out of the encoder, so the leak check lets it run."""
+row, and pretrained further on the benchmark's own training windows as the ``eegfm_adapted`` row:
+its validation subjects were held out of the encoder, so the leak check lets it run."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
+from eegfm.evaluation.comparison import fingerprint
 from eegfm.evaluation.comparison.cli import main
 from eegfm.evaluation.comparison.fingerprint import file_digest
 from eegfm.evaluation.comparison.preprocessing import ENCODER_RECORDINGS
@@ -48,13 +52,34 @@ def test_the_encoder_reads_every_corpus_but_held_out_subjects(shared_run, shared
     assert len(read) > 2 and "Subject" not in (base / "shared" / "encoder.json").read_text()
 
 
-def test_a_benchmark_fine_tunes_the_shared_encoder_beside_its_own(shared_run, shared_data):
+def test_a_benchmark_fine_tunes_the_shared_encoder_as_it_is_and_pretrained_further_beside_its_own(
+    shared_run, shared_data
+):
     base, _ = shared_run
+    shared = base / "shared" / "pretrain" / "model"
     data = eegmat_subset(shared_data, base / "bench-recordings", ("00", "01", "28", "29"))
     argv = ["eegmat", "--data", str(data), "--output", str(base / "bench"), "--config", "cpu-tiny", "--seeds", "0"]
-    argv += ["--methods", "eegfm", "--pretrain_steps", "2", "--finetune_set", "epochs=1"]
-    argv += ["--pretrain_set", "val_fraction=0", "--shared_encoder", str(base / "shared" / "pretrain" / "model")]
+    argv += ["--methods", "eegfm", "eegfm_adapted", "--pretrain_steps", "6", "--finetune_set", "epochs=1"]
+    argv += ["--pretrain_set", "val_fraction=0", "--shared_encoder", str(shared)]
     assert main(argv) == 0
     report = json.loads((base / "bench" / "benchmark.json").read_text())
-    assert {"eegfm.val.auroc", "eegfm_shared.val.auroc"} <= set(report)
-    assert "shared pretrained encoder" in (base / "bench" / "benchmark.md").read_text()
+    assert {"eegfm.val.auroc", "eegfm_shared.val.auroc", "eegfm_adapted.val.auroc"} <= set(report)
+    text = (base / "bench" / "benchmark.md").read_text()
+    assert "shared pretrained encoder" in text and "pretrained further on this benchmark's windows" in text
+    # The further pretraining: from the shared encoder's weights, a third of the own pretraining's
+    # steps, on the benchmark's training windows; its encoder is what eegfm_adapted fine-tuned.
+    adapted = base / "bench" / "pretrain-eegfm-adapted"
+    run = json.loads((adapted / "run.json").read_text())
+    assert run["config"]["init_from"] == str(shared) and run["config"]["optim"]["max_steps"] == 2
+    assert run["config"]["exclude_corpus_splits"] == ["dev", "eval"]
+    start, own, further = (
+        load_file(folder / "model.safetensors")
+        for folder in (shared, base / "bench" / "pretrain" / "model", adapted / "model")
+    )
+    moved = [k for k in start if not torch.equal(start[k], further[k])]
+    assert moved and len(moved) < len(start)  # trained further; what pretraining never trains kept the shared values
+    assert all(torch.equal(start[k], further[k]) for k in start if not torch.equal(start[k], own[k]) and k not in moved)
+    run_encoder = json.loads(
+        (base / "bench" / "runs" / "eegfm_adapted" / "corpus" / "seed0" / "fingerprint.json").read_text()
+    )
+    assert run_encoder["fields"]["encoder"] == fingerprint.digest(fingerprint.identity(adapted / "model"))

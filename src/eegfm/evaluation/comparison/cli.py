@@ -78,7 +78,15 @@ def _common(parser: argparse.ArgumentParser, methods: list[str], suite: str = "l
         default=None,
         metavar="MODEL_DIR",
         help="the shared encoder (`... benchmark pretrain`'s OUT/pretrain/model): adds the eegfm_shared row, "
-        "fine-tuned from it beside this benchmark's own pretraining",
+        "fine-tuned from it beside this benchmark's own pretraining (and, with --methods eegfm_adapted, the row "
+        "fine-tuned from it pretrained further on this benchmark's windows)",
+    )
+    parser.add_argument(
+        "--adapt_steps",
+        type=int,
+        default=None,
+        help="eegfm_adapted's further pretraining steps of the shared encoder; None: a third of this benchmark's "
+        "own pretraining's",
     )
     if suite == "labeled":  # EEGNet is a labeled corpus's baseline
         parser.add_argument(

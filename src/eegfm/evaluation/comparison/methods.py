@@ -19,8 +19,17 @@ class Method:
     # the method's own fine-tuning settings (``Config.with_settings``: a field, or section.field), applied last
     settings: tuple[tuple[str, Any], ...] = ()
     shared: bool = False  # starts from the shared encoder (``benchmark.shared``), not this run's pretraining
+    adapted: bool = False  # ... pretrained further on this run's pretraining windows (``comparison.pretrainings``)
     members: tuple[str, ...] = ()  # an ensemble's member methods (fine-tuned first, same fold and seed)
     reference: bool = False  # a row eegfm is compared with: it runs the seeds of ``reference_seeds``
+
+    @property
+    def pretraining(self) -> str | None:
+        """The name of the benchmark run's pretraining this method starts from (its architecture,
+        or the shared encoder's further pretraining); None: from scratch, or the shared encoder as is."""
+        if not self.pretrained or (self.shared and not self.adapted):
+            return None
+        return f"{self.architecture}-adapted" if self.adapted else self.architecture
 
 
 METHODS: dict[str, Method] = {
@@ -28,6 +37,13 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("eegfm", "eegfm: pretrained, fine-tuned", True),
         Method("eegfm_shared", "eegfm: the shared pretrained encoder, fine-tuned", True, shared=True),
+        Method(
+            "eegfm_adapted",
+            "eegfm: the shared encoder pretrained further on this benchmark's windows, fine-tuned",
+            True,
+            shared=True,
+            adapted=True,
+        ),
         Method("scratch", "same architecture from scratch", False, reference=True),
         Method("linear_probe", "linear probe of the pretrained encoder", True, mode="linear"),
         Method("eegfm_10pct", "eegfm, 10 % of training subjects' labels", True, subject_fraction=0.1, reference=True),

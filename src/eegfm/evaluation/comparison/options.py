@@ -32,6 +32,7 @@ class BenchmarkOptions:
     shared_encoder: str | None = None
     unlabeled: tuple[str, ...] = ()
     pretrain_steps: int | None = None
+    adapt_steps: int | None = None  # eegfm_adapted's further pretraining of the shared encoder
     pretrain_set: tuple[str, ...] = ()
     finetune_set: tuple[str, ...] = ()
     pseudonym_key_file: str | None = None
@@ -54,8 +55,13 @@ class BenchmarkOptions:
             )
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers: expected a positive number of worker processes; got {self.workers}")
-        if self.pretrain_steps is not None and self.pretrain_steps < 1:
-            raise ConfigError(f"--pretrain_steps: expected a positive number of steps; got {self.pretrain_steps}")
+        for name in ("pretrain_steps", "adapt_steps"):
+            if (steps := getattr(self, name)) is not None and steps < 1:
+                raise ConfigError(f"--{name}: expected a positive number of steps; got {steps}")
+        if "eegfm_adapted" in self.methods and not self.shared_encoder:
+            raise ConfigError(
+                "--shared_encoder: method eegfm_adapted pretrains the shared encoder further; give its model folder"
+            )
 
     @classmethod
     def from_args(cls, args) -> BenchmarkOptions:
@@ -75,6 +81,7 @@ class BenchmarkOptions:
             shared_encoder=getattr(args, "shared_encoder", None),
             unlabeled=tuple(args.unlabeled),
             pretrain_steps=args.pretrain_steps,
+            adapt_steps=getattr(args, "adapt_steps", None),
             pretrain_set=tuple(args.pretrain_set),
             finetune_set=tuple(getattr(args, "finetune_set", ())),
             pseudonym_key_file=args.pseudonym_key_file,

@@ -18,7 +18,7 @@ import numpy as np
 from eegfm.core import stopwatch
 from eegfm.core.job_pool import WAITING, JobPool, plan
 from eegfm.evaluation.comparison import baselines, deep_baselines, spectral_stack, tangent_space
-from eegfm.evaluation.comparison.runs import pretrain_folder
+from eegfm.evaluation.comparison.pretrainings import pretrain_folder
 from eegfm.evaluation.comparison.windows import WindowSet
 from eegfm.model.fused import FusedModel, Part, Readout
 

@@ -35,7 +35,8 @@ from eegfm.evaluation.comparison.preprocessing import (
     preprocess_windows,
     pretraining_recordings,
 )
-from eegfm.evaluation.comparison.runs import RecipeOptions, pretrain
+from eegfm.evaluation.comparison.pretrainings import pretrain
+from eegfm.evaluation.comparison.runs import RecipeOptions
 from eegfm.evaluation.comparison.simulated import simulate_and_preprocess
 
 log = get_logger(__name__)
