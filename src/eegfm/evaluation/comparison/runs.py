@@ -92,7 +92,8 @@ PRETRAINED_SETTINGS: tuple[tuple[str, Any], ...] = (("epochs_chosen_by", "none")
 # The shared encoder's further pretraining (``eegfm_adapted``) runs this share of the benchmark's
 # own pretraining's steps. eegmat validation, seeds 0-2 (balanced accuracy / AUROC / AUPRC):
 # a third (500 of 1500) 0.903 / 0.978 / 0.957, as many 0.889 / 0.977 / 0.951, own pretraining
-# 0.895 / 0.976 / 0.954 (docs/model-quality.md).
+# 0.895 / 0.976 / 0.954; over twelve seeds, a third 0.895 / 0.979 / 0.957 against own pretraining's
+# 0.889 / 0.977 / 0.954 (docs/model-quality.md).
 ADAPT_SHARE = 1 / 3
 
 
