@@ -33,12 +33,12 @@ from eegfm.evaluation.comparison.folder import (
 from eegfm.evaluation.comparison.labeled import metrics_of
 from eegfm.evaluation.comparison.options import BenchmarkOptions
 from eegfm.evaluation.comparison.preprocessing import ENCODER_RECORDINGS, pretraining_recordings
+from eegfm.evaluation.comparison.pretrainings import pretrain_folder
 from eegfm.evaluation.comparison.runs import (
     EEGFM_SETTINGS,
     METHODS,
     RecipeOptions,
     finetune,
-    pretrain_folder,
     run_methods,
     seeds_note,
 )

@@ -22,7 +22,7 @@ from eegfm.training.config import load_config
 if TYPE_CHECKING:  # annotations only: runs imports this module
     from eegfm.evaluation.comparison.runs import RecipeOptions
 
-log = get_logger("eegfm.evaluation.comparison.runs")  # one logger for a benchmark's runs
+log = get_logger(__name__)
 
 
 def check_status(status: int, what: str) -> None:
