@@ -46,8 +46,8 @@ def pretrain(
 ) -> Path:
     """Pretrain ``architecture`` on the training split of ``data`` and the unlabeled folders;
     returns the model folder. A peer takes the run's settings but its preset's own model fields.
-    ``init_from``: a pretrained encoder's model folder to start from, for ``opts.adapt_steps``
-    steps (:meth:`RecipeOptions.pretrain_config`)."""
+    ``init_from``: a pretrained encoder's model folder to start from, for
+    :meth:`RecipeOptions.adapted_steps` steps."""
     fields = {
         "data": [fingerprint.identity(d) for d in data],
         "unlabeled": [fingerprint.identity(d) for d in opts.unlabeled],
@@ -57,7 +57,7 @@ def pretrain(
         "architecture": architecture,
     }
     if init_from is not None:
-        fields["init_from"] = {"encoder": fingerprint.identity(init_from), "steps": opts.adapt_steps}
+        fields["init_from"] = {"encoder": fingerprint.identity(init_from), "steps": opts.adapted_steps()}
     what = f"pretraining {architecture}" + (f" from {init_from}" if init_from is not None else "")
     fingerprint.refresh(output, fields, what)
     if not (output / "model" / "config.json").is_file():
