@@ -134,7 +134,7 @@ def test_the_further_pretraining_of_the_shared_encoder_takes_a_third_of_the_step
     given = dataclasses.replace(opts, adapt_steps=5)
     assert given.pretrain_config("eegfm", shared)[0].optim.max_steps == 5
     assert METHODS["eegfm_adapted"].pretraining == "eegfm-adapted" and METHODS["eegfm_shared"].pretraining is None
-    with pytest.raises(ConfigError, match="--shared_encoder: method eegfm_adapted"):
+    with pytest.raises(ConfigError, match=r"--shared_encoder: eegfm_adapted start\(s\) from the shared encoder"):
         BenchmarkOptions(output=tmp_path, methods=("eegfm", "eegfm_adapted"))
     with pytest.raises(ConfigError, match="--adapt_steps: expected a positive number of steps; got 0"):
         BenchmarkOptions(output=tmp_path, adapt_steps=0)

@@ -1,11 +1,14 @@
 """The fine-tuning methods of a benchmark (``--methods``): each a network row, run by ``runs``
-(whose docstring says what each is). Only the standard library, so the registry of rows and the
-command's parser read them without importing torch (tests/test_commands.py)."""
+(whose docstring says what each is). Only the standard library and ``core.config``, so the
+registry of rows and the command's parser read them without importing torch (tests/test_commands.py)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
+
+from eegfm.core.config import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +33,16 @@ class Method:
         if not self.pretrained or (self.shared and not self.adapted):
             return None
         return f"{self.architecture}-adapted" if self.adapted else self.architecture
+
+
+def check_shared_encoder(names: Iterable[str], shared_encoder: str | None) -> None:
+    """ConfigError where a method of ``names`` starts from the shared encoder and none is given."""
+    shared = [name for name in dict.fromkeys(names) if METHODS[name].shared]
+    if shared and not shared_encoder:
+        raise ConfigError(
+            f"--shared_encoder: {', '.join(shared)} start(s) from the shared encoder; give its model folder "
+            "(`... benchmark pretrain`'s OUT/pretrain/model)"
+        )
 
 
 METHODS: dict[str, Method] = {

@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from eegfm.core.config import ConfigError
-from eegfm.evaluation.comparison.methods import METHODS
+from eegfm.evaluation.comparison.methods import METHODS, check_shared_encoder
 from eegfm.evaluation.comparison.rows import ROWS, baseline_names
 
 DEFAULT_CONFIG = "cpu-small"
@@ -58,10 +58,7 @@ class BenchmarkOptions:
         for name in ("pretrain_steps", "adapt_steps"):
             if (steps := getattr(self, name)) is not None and steps < 1:
                 raise ConfigError(f"--{name}: expected a positive number of steps; got {steps}")
-        if "eegfm_adapted" in self.methods and not self.shared_encoder:
-            raise ConfigError(
-                "--shared_encoder: method eegfm_adapted pretrains the shared encoder further; give its model folder"
-            )
+        check_shared_encoder(self.methods, self.shared_encoder)
 
     @classmethod
     def from_args(cls, args) -> BenchmarkOptions:

@@ -49,11 +49,10 @@ from typing import TYPE_CHECKING, Any
 
 from eegfm.contract import layout
 from eegfm.core import stopwatch
-from eegfm.core.config import ConfigError
 from eegfm.core.job_pool import JobPool, plan
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.comparison import fingerprint
-from eegfm.evaluation.comparison.methods import METHODS, Method
+from eegfm.evaluation.comparison.methods import METHODS, Method, check_shared_encoder
 from eegfm.evaluation.comparison.pretrainings import check_status, pretrain, pretrain_folder, untrained
 from eegfm.training import ensemble as ensembling
 from eegfm.training import finetune as finetuning
@@ -336,8 +335,7 @@ def run_methods(
     methods = [*asked, *(o for others in alternatives.values() for o in others if o not in asked)]
     chosen = [METHODS[name] for name in methods]
     needed = chosen + [METHODS[m] for method in chosen for m in method.members]
-    if any(m.shared for m in needed) and not opts.shared_encoder:
-        raise ConfigError("--shared_encoder: method eegfm_shared needs the shared encoder's model folder")
+    check_shared_encoder([m.name for m in needed], opts.shared_encoder)
     pool = pool or JobPool(plan(1, 1))
     pretrainings = _submit_pretrainings(pool, needed, output, opts, pretrain_data)
     encoders: dict[str, Path] = {}
